@@ -1,0 +1,5 @@
+package gce
+
+import "strconv"
+
+func itoa64(v uint64) string { return strconv.FormatUint(v, 10) }
