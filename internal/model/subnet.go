@@ -204,7 +204,7 @@ func (t *Txn) DeleteSubnet(project, region, name string) error {
 		return &Error{Code: FailedPrecondition, Reason: fmt.Sprintf("The subnetwork resource '%s' is already being used by '%s'", SubnetKey(project, region, name), t.s.interfaceUser(ifc))}
 	}
 	ni := p.nets[sn.Network]
-	if err := t.checkRangesFree(p, sn, ni, nil); err != nil {
+	if err := t.checkRangesFree(p, sn, ni, nil, true); err != nil {
 		return err
 	}
 	t.deleteRange(ni, sn.Range)
@@ -218,9 +218,10 @@ func (t *Txn) DeleteSubnet(project, region, name string) error {
 	return nil
 }
 
-// checkRangesFree refuses when a range (all ranges when only is nil) still
-// holds an allocation other than the subnet's own reserved addresses.
-func (t *Txn) checkRangesFree(p *project, sn *Subnet, ni *netIndex, only []SecondaryRange) error {
+// checkRangesFree refuses when a range of only (every range of the subnet
+// when all is set) still holds an allocation other than the subnet's own
+// reserved addresses.
+func (t *Txn) checkRangesFree(p *project, sn *Subnet, ni *netIndex, only []SecondaryRange, all bool) error {
 	check := func(rangeName string, pfx netip.Prefix) error {
 		e, ok := ni.ranges.Get(pfx)
 		if !ok {
@@ -239,7 +240,7 @@ func (t *Txn) checkRangesFree(p *project, sn *Subnet, ni *netIndex, only []Secon
 		}
 		return nil
 	}
-	if only != nil {
+	if !all {
 		for _, r := range only {
 			if err := check(r.Name, r.Range); err != nil {
 				return err
@@ -310,7 +311,7 @@ func (t *Txn) SetSecondaryRanges(project, region, name, fingerprint string, rang
 		return nil, errf(Invalid, "secondaryIpRanges", "", "Cannot add and remove secondary IP ranges in the same request.")
 	}
 	ni := p.nets[sn.Network]
-	if err := t.checkRangesFree(p, sn, ni, removed); err != nil {
+	if err := t.checkRangesFree(p, sn, ni, removed, false); err != nil {
 		return nil, err
 	}
 	for _, r := range removed {
