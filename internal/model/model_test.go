@@ -366,7 +366,10 @@ func TestDeleteRules(t *testing.T) {
 	f.must(func(tx *Txn) error { return tx.DeleteSubnet("p", "us-central1", "subnet-a") })
 	f.must(func(tx *Txn) error { return tx.DeleteNetwork("p", "vpc") })
 	// An auto-mode network goes with its own subnets.
-	f.must(func(tx *Txn) error { _, err := tx.CreateNetwork(Network{Project: "p", Name: "auto", AutoMode: true}); return err })
+	f.must(func(tx *Txn) error {
+		_, err := tx.CreateNetwork(Network{Project: "p", Name: "auto", AutoMode: true})
+		return err
+	})
 	f.must(func(tx *Txn) error { return tx.DeleteNetwork("p", "auto") })
 	if n := len(f.s.Subnets("p", "")); n != 0 {
 		t.Errorf("%d subnets left", n)
