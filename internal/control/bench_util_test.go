@@ -1,0 +1,7 @@
+package control_test
+
+import "net/netip"
+
+type netipPrefix = netip.Prefix
+
+func parsePrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
