@@ -1,6 +1,8 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -90,7 +92,7 @@ func (t *Txn) CreateInstance(req CreateInstanceReq) (*Instance, []*Interface, er
 			return nil, nil, err
 		}
 		ifc.MAC = macFor("42:01", ifc.IP)
-		ifc.Fingerprint = t.fingerprint()
+		ifc.Fingerprint = ifc.ContentFingerprint()
 		t.putInterface(p, ifc)
 		nin.NICs = append(nin.NICs, ifc.ID)
 		ifcs = append(ifcs, ifc)
@@ -336,7 +338,7 @@ func (t *Txn) setAliases(p *project, ifc *Interface, specs []AliasSpec, field st
 	}
 	nifc := *ifc
 	nifc.Aliases = aliases
-	nifc.Fingerprint = t.fingerprint()
+	nifc.Fingerprint = nifc.ContentFingerprint()
 	t.putInterface(p, &nifc)
 	return &nifc, nil
 }
@@ -375,7 +377,7 @@ func (t *Txn) DeleteInstance(project, zone, name string) error {
 		if ifc.Elastic && !ifc.Primary {
 			n := *ifc
 			n.Instance, n.Device = "", 0
-			n.Fingerprint = t.fingerprint()
+			n.Fingerprint = n.ContentFingerprint()
 			t.putInterface(p, &n)
 			continue
 		}
@@ -455,4 +457,17 @@ func (t *Txn) DeleteTemplate(project, name string) error {
 	}
 	t.deleteTemplate(p, name)
 	return nil
+}
+
+// ContentFingerprint is a hash of what an interface carries (addresses,
+// aliases, attachment). Like GCE's, it changes whenever the content does;
+// being derived from content, a client that set a list knows its
+// fingerprint, and two replicas compute the same one.
+func (ifc *Interface) ContentFingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|%s|%d|%s|%s|", ifc.ID, ifc.IP, ifc.Instance, ifc.Device, ifc.ExternalIP, ifc.Subnet)
+	for _, a := range ifc.Aliases {
+		fmt.Fprintf(h, "%s/%s,", a.Range, a.RangeName)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
