@@ -320,6 +320,29 @@ func (t *Txn) setAliases(p *project, ifc *Interface, specs []AliasSpec, field st
 		}
 		fresh = append(fresh, a)
 	}
+	// A netmask request that an existing alias of that size from that
+	// range already satisfies keeps it: re-sending the list a user got
+	// from "describe", or "/27;10.1.2.3" after the /27 was allocated,
+	// must not churn addresses.
+	var stillAuto []AliasSpec
+	for _, a := range fresh {
+		if !a.Auto() {
+			stillAuto = append(stillAuto, a)
+			continue
+		}
+		matched := false
+		for _, al := range ifc.Aliases {
+			if !want[al] && al.RangeName == a.RangeName && al.Range.Bits() == a.Bits {
+				want[al] = true
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			stillAuto = append(stillAuto, a)
+		}
+	}
+	fresh = stillAuto
 	var keep []Alias
 	ni := p.nets[sn.Network]
 	for _, al := range ifc.Aliases {

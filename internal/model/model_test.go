@@ -460,3 +460,20 @@ func TestLoadRebuildsIndexes(t *testing.T) {
 	_, _, err = g.vm("vm2", NICSpec{Subnet: "subnet-a", Aliases: []AliasSpec{alias("10.128.3.3")}})
 	wantCode(t, err, InUse, "already being used")
 }
+
+func TestUpdateKeepsSatisfiedNetmask(t *testing.T) {
+	f := seed000(t)
+	_, a, err := f.vm("vm", NICSpec{Subnet: "subnet-a", Aliases: []AliasSpec{alias("/27"), alias("10.128.7.29"), alias("10.128.7.30")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := a[0].Aliases[0]
+	f.must(func(tx *Txn) error {
+		_, err := tx.UpdateAliases("p", "us-central1-a", "vm", "nic0", a[0].Fingerprint, []AliasSpec{alias("/27"), alias("10.128.7.29")})
+		return err
+	})
+	got := f.s.Interface("p", a[0].ID).Aliases
+	if len(got) != 2 || got[0] != before {
+		t.Errorf("aliases after update = %v, want the /27 %s kept", got, before.Range)
+	}
+}
