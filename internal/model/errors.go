@@ -73,11 +73,11 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	switch {
-	case e.Field != "" && e.Value != "":
+	// GCE names the field in the message only when it quotes a value;
+	// otherwise the reason stands alone (and Field still travels with the
+	// error for dialects that report it separately).
+	if e.Field != "" && e.Value != "" {
 		return fmt.Sprintf("Invalid value for field 'resource.%s': '%s'. %s", e.Field, e.Value, e.Reason)
-	case e.Field != "":
-		return fmt.Sprintf("%s (field 'resource.%s')", e.Reason, e.Field)
 	}
 	return e.Reason
 }
