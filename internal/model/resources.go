@@ -79,12 +79,13 @@ type SecondaryRange struct {
 	Range netip.Prefix `json:"range"`
 }
 
-// Gateway is the first host of the primary range, the default gateway of
-// every interface in the subnet in both clouds' lab models. (Alibaba's real
-// gateway is the last-but-two address; see GatewayAlibaba.)
+// Gateway is the default gateway of every interface in the subnet: the
+// first host of the range in GCE, the second-to-last address (one of the
+// reserved last three) in an Alibaba vSwitch.
 func (s *Subnet) Gateway() netip.Addr {
 	if s.Reserve == ReserveAlibaba {
-		return lastN(s.Range, 3)
+		// Seed 003: a /24 vSwitch's gateway is .253.
+		return lastN(s.Range, 2)
 	}
 	return s.Range.Masked().Addr().Next()
 }
@@ -184,4 +185,28 @@ func (a AliasSpec) String() string {
 		return "/" + itoa(a.Bits)
 	}
 	return a.Prefix.String()
+}
+
+// EIP is an elastic (public) IP address taken from the operator's EIP
+// pools (Alibaba EIP). It is associated in NAT mode with one private
+// address of an interface (or bound to an ENI in BINDED mode); Interface
+// is empty while it is Available.
+type EIP struct {
+	Project     string     `json:"project"`
+	ID          string     `json:"id"` // AllocationId
+	Name        string     `json:"name,omitempty"`
+	Description string     `json:"description,omitempty"`
+	Region      string     `json:"region,omitempty"`
+	Created     string     `json:"created"`
+	Address     netip.Addr `json:"address"`
+	// InstanceType is EcsInstance or NetworkInterface; InstanceID names
+	// the instance or the ENI as the user did.
+	InstanceType string `json:"instanceType,omitempty"`
+	InstanceID   string `json:"instanceId,omitempty"`
+	// Interface is the ID of the interface whose PrivateIP the address
+	// is NATed to.
+	Interface string          `json:"interface,omitempty"`
+	PrivateIP netip.Addr      `json:"privateIp,omitzero"`
+	Mode      string          `json:"mode,omitempty"` // NAT or BINDED
+	Extra     json.RawMessage `json:"extra,omitempty"`
 }

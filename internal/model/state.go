@@ -24,6 +24,12 @@ type State struct {
 	projects map[string]*project
 	owners   []OwnerRef
 	ownerIdx map[OwnerRef]ipam.Owner
+
+	// EIP addresses are unique across projects: eipAddrs maps each to
+	// "PROJECT/ID"; eipPools are the operator's pools (see Configure).
+	eipAddrs map[netip.Addr]string
+	eipPools []*ipam.Pool
+	cfg      Config
 }
 
 // OwnerRef names what holds an allocation.
@@ -40,7 +46,15 @@ type project struct {
 	interfaces map[string]*Interface // ID
 	templates  map[string]*InstanceTemplate
 	nets       map[string]*netIndex  // by network name
-	byIP       map[netip.Addr]string // interface primary IP -> interface ID (all networks)
+	byIP       map[netAddr]string // (network, primary IP) -> interface ID
+	eips       map[string]*EIP       // Alibaba EIPs by AllocationId (eip.go)
+	// Network policy (route.go, firewall.go).
+	routes    map[string]*Route         // static routes by name
+	firewalls map[string]*Firewall      // firewall rules by name
+	dynamic   map[string]*DynamicRoutes // learned routes by network name
+	// Cloud Router and Cloud DNS (router.go, dnszone.go).
+	routers  map[string]*Router  // "REGION/NAME"
+	dnsZones map[string]*DNSZone // managed zones by name
 }
 
 // netIndex holds one network's ranges. Ranges of one network never
@@ -58,7 +72,7 @@ type rangeEntry struct {
 
 // NewState returns an empty State.
 func NewState() *State {
-	return &State{projects: map[string]*project{}, ownerIdx: map[OwnerRef]ipam.Owner{}}
+	return &State{projects: map[string]*project{}, ownerIdx: map[OwnerRef]ipam.Owner{}, eipAddrs: map[netip.Addr]string{}}
 }
 
 func (s *State) proj(name string) *project {
@@ -72,7 +86,13 @@ func (s *State) proj(name string) *project {
 			interfaces: map[string]*Interface{},
 			templates:  map[string]*InstanceTemplate{},
 			nets:       map[string]*netIndex{},
-			byIP:       map[netip.Addr]string{},
+			byIP:       map[netAddr]string{},
+			eips:       map[string]*EIP{},
+			routes:     map[string]*Route{},
+			firewalls:  map[string]*Firewall{},
+			dynamic:    map[string]*DynamicRoutes{},
+			routers:    map[string]*Router{},
+			dnsZones:   map[string]*DNSZone{},
 		}
 		s.projects[name] = p
 	}
@@ -106,6 +126,7 @@ func InstanceKey(p, z, n string) string {
 }
 func InterfaceKey(p, id string) string { return "projects/" + p + "/interfaces/" + id }
 func TemplateKey(p, n string) string   { return "projects/" + p + "/global/instanceTemplates/" + n }
+func EIPKey(p, id string) string       { return "projects/" + p + "/eips/" + id }
 
 // holderName turns an owner into the name a user understands: the instance
 // that has the interface, or the interface itself when detached.
@@ -226,23 +247,30 @@ func (t *Txn) deleteInstance(p *project, zone, name string) {
 }
 
 func (t *Txn) putInterface(p *project, ifc *Interface) {
-	if old := p.interfaces[ifc.ID]; old != nil && old.IP != ifc.IP {
-		t.setByIP(p, old.IP, "")
+	if old := p.interfaces[ifc.ID]; old != nil && (old.IP != ifc.IP || old.Network != ifc.Network) {
+		t.setByIP(p, netAddr{old.Network, old.IP}, "")
 	}
 	putMap(t, p.interfaces, ifc.ID, ifc)
-	t.setByIP(p, ifc.IP, ifc.ID)
+	t.setByIP(p, netAddr{ifc.Network, ifc.IP}, ifc.ID)
 	t.record(InterfaceKey(p.name, ifc.ID), ifc)
 }
 
 func (t *Txn) deleteInterface(p *project, id string) {
 	if old := p.interfaces[id]; old != nil {
-		t.setByIP(p, old.IP, "")
+		t.setByIP(p, netAddr{old.Network, old.IP}, "")
 	}
 	putMap[string, Interface](t, p.interfaces, id, nil)
 	t.record(InterfaceKey(p.name, id), nil)
 }
 
-func (t *Txn) setByIP(p *project, a netip.Addr, id string) {
+// netAddr keys the primary-IP index: unpeered networks of one project
+// may reuse addresses.
+type netAddr struct {
+	network string
+	addr    netip.Addr
+}
+
+func (t *Txn) setByIP(p *project, a netAddr, id string) {
 	old, had := p.byIP[a]
 	if id == "" {
 		delete(p.byIP, a)
@@ -486,10 +514,26 @@ func (s *State) NICs(in *Instance) []*Interface {
 	return out
 }
 
-// InterfaceByIP finds the interface whose primary IP is a.
+// InterfaceByIP finds an interface of project p whose primary IP is a, in
+// any network (the network with the smallest name wins when unpeered
+// networks reuse the address; use InterfaceInNetwork to be exact).
 func (s *State) InterfaceByIP(p string, a netip.Addr) *Interface {
+	pr := s.projects[p]
+	if pr == nil {
+		return nil
+	}
+	for _, n := range sortedValues(pr.networks, nil) {
+		if id, ok := pr.byIP[netAddr{n.Name, a}]; ok {
+			return pr.interfaces[id]
+		}
+	}
+	return nil
+}
+
+// InterfaceInNetwork finds the interface of a network whose primary IP is a.
+func (s *State) InterfaceInNetwork(p, network string, a netip.Addr) *Interface {
 	if pr := s.projects[p]; pr != nil {
-		if id, ok := pr.byIP[a]; ok {
+		if id, ok := pr.byIP[netAddr{network, a}]; ok {
 			return pr.interfaces[id]
 		}
 	}
