@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -9,12 +10,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/aliasnet/aliasnet/internal/metadata"
 	"github.com/aliasnet/aliasnet/internal/server"
 )
 
 func newServeCmd() *cobra.Command {
 	var cfg server.Config
 	var verbose bool
+	var trusted []string
+	var ali alibabaServeFlags
+	var rd routingDNSServeFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the aliasnet server (control plane + APIs) on the embedded store",
@@ -25,6 +30,16 @@ func newServeCmd() *cobra.Command {
 				level = slog.LevelDebug
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			var err error
+			if cfg.MetadataTrustedProxies, err = metadata.ParseTrusted(trusted); err != nil {
+				return fmt.Errorf("--metadata-trusted-proxy: %w", err)
+			}
+			if err := ali.apply(&cfg); err != nil {
+				return err
+			}
+			if err := rd.apply(&cfg); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			s, err := server.New(ctx, cfg)
@@ -42,5 +57,9 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "API listen address")
 	f.StringVar(&cfg.DataDir, "data-dir", "./aliasnet-data", "directory of the embedded store")
 	f.BoolVar(&verbose, "verbose", false, "debug logging")
+	f.StringVar(&cfg.MetadataListen, "metadata-listen", "", "serve the instance metadata server on this address, e.g. 169.254.169.254:80 (default off)")
+	f.StringSliceVar(&trusted, "metadata-trusted-proxy", nil, "CIDR or address of a proxy whose X-Forwarded-For names the instance (repeatable)")
+	ali.register(cmd)
+	rd.register(cmd)
 	return cmd
 }

@@ -68,6 +68,10 @@ type Service struct {
 	ops   map[string]*Operation // by key
 	reqs  map[string]string     // request key -> op key
 	rnd   *rand.Rand
+	cfg   model.Config
+	// repl is set when the store is shared by several replicas (etcd):
+	// see replica.go.
+	repl *replica
 
 	// changed is closed and replaced after every commit, so long-polls can
 	// wait for "anything changed" without a subscription.
@@ -80,11 +84,14 @@ type Service struct {
 type Options struct {
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Model is the operator's configuration of the model (instance
+	// types, EIP pools), applied after every load.
+	Model model.Config
 }
 
 // New loads the state from st and returns a ready Service.
 func New(ctx context.Context, st store.Store, o Options) (*Service, error) {
-	s := &Service{log: o.Logger, store: st, now: o.Now, changed: make(chan struct{})}
+	s := &Service{log: o.Logger, store: st, now: o.Now, changed: make(chan struct{}), cfg: o.Model}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -95,6 +102,9 @@ func New(ctx context.Context, st store.Store, o Options) (*Service, error) {
 	s.rnd = rand.New(rand.NewPCG(seed, seed>>7^0x9e3779b97f4a7c15))
 	if err := s.reload(ctx); err != nil {
 		return nil, err
+	}
+	if rs, ok := st.(replicaStore); ok {
+		s.repl = newReplica(s, rs)
 	}
 	return s, nil
 }
@@ -112,6 +122,9 @@ func (s *Service) reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control: rebuild state: %w", err)
 	}
+	if err := st.Configure(s.cfg); err != nil {
+		return fmt.Errorf("control: configure: %w", err)
+	}
 	s.mu.Lock()
 	s.state, s.ops, s.reqs = st, ops, reqs
 	s.mu.Unlock()
@@ -128,6 +141,18 @@ func kindOf(key string) string {
 		return "operation"
 	case strings.Contains(key, "/requests/"):
 		return "request"
+	case strings.Contains(key, "/routers/"):
+		return "router"
+	case strings.Contains(key, "/managedZones/"):
+		return "dnsZone"
+	case strings.Contains(key, "/eips/"):
+		return "eip"
+	case strings.Contains(key, "/global/routes/"):
+		return "route"
+	case strings.Contains(key, "/global/firewalls/"):
+		return "firewall"
+	case strings.Contains(key, "/global/dynamicRoutes/"):
+		return "dynamicRoutes"
 	case strings.Contains(key, "/global/networks/"):
 		return "network"
 	case strings.Contains(key, "/subnetworks/"):
@@ -169,6 +194,30 @@ func decodeAll(kvs []store.KV) (model.Snapshot, map[string]*Operation, map[strin
 			v := new(model.InstanceTemplate)
 			err = json.Unmarshal(kv.Value, v)
 			ms.Templates = append(ms.Templates, v)
+		case "route":
+			v := new(model.Route)
+			err = json.Unmarshal(kv.Value, v)
+			ms.Routes = append(ms.Routes, v)
+		case "firewall":
+			v := new(model.Firewall)
+			err = json.Unmarshal(kv.Value, v)
+			ms.Firewalls = append(ms.Firewalls, v)
+		case "dynamicRoutes":
+			v := new(model.DynamicRoutes)
+			err = json.Unmarshal(kv.Value, v)
+			ms.Dynamic = append(ms.Dynamic, v)
+		case "eip":
+			v := new(model.EIP)
+			err = json.Unmarshal(kv.Value, v)
+			ms.EIPs = append(ms.EIPs, v)
+		case "router":
+			v := new(model.Router)
+			err = json.Unmarshal(kv.Value, v)
+			ms.Routers = append(ms.Routers, v)
+		case "dnsZone":
+			v := new(model.DNSZone)
+			err = json.Unmarshal(kv.Value, v)
+			ms.DNSZones = append(ms.DNSZones, v)
 		case "operation":
 			v := new(Operation)
 			err = json.Unmarshal(kv.Value, v)
@@ -206,7 +255,9 @@ type Op struct {
 // ErrIdempotentMismatch: a request id was reused with other parameters.
 var ErrIdempotentMismatch = errors.New("request id reused with different parameters")
 
-// Mutation decides a change inside a model transaction. It returns the
+// Mutation decides a change inside a model transaction. With replicas it
+// may run more than once (a lost race is decided again), so it must have
+// no effect outside tx and its return values. It returns the
 // target's id (if any) and a result the dialect wants stored with the
 // operation (returned again on an idempotent retry); nil for none.
 type Mutation func(tx *model.Txn) (targetID uint64, result any, err error)
@@ -228,6 +279,9 @@ func Failed(err error) bool {
 // err and leave no trace. A repeated RequestID returns the first
 // operation without running m.
 func (s *Service) Do(ctx context.Context, op Op, m Mutation) (*Operation, error) {
+	if s.repl != nil {
+		return s.repl.do(ctx, op, m)
+	}
 	now := s.now().UTC()
 	stamp := now.Format("2006-01-02T15:04:05.000-07:00")
 	s.mu.Lock()
@@ -336,8 +390,19 @@ func (s *Service) Changed() (<-chan struct{}, int64) {
 // Operation returns a stored operation.
 func (s *Service) Operation(project, scope, name string) *Operation {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.ops[OpKey(project, scope, name)]
+	o := s.ops[OpKey(project, scope, name)]
+	s.mu.RUnlock()
+	if o == nil && s.repl != nil {
+		// Another replica may have recorded it a moment ago.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if s.repl.sync(ctx) == nil {
+			s.mu.RLock()
+			o = s.ops[OpKey(project, scope, name)]
+			s.mu.RUnlock()
+		}
+	}
+	return o
 }
 
 // Operations lists a project's operations in a scope ("" for all).

@@ -13,6 +13,14 @@ type Snapshot struct {
 	Instances  []*Instance
 	Interfaces []*Interface
 	Templates  []*InstanceTemplate
+	EIPs       []*EIP
+	// Network policy: static routes, firewall rules, learned routes.
+	Routes    []*Route
+	Firewalls []*Firewall
+	Dynamic   []*DynamicRoutes
+	// Cloud Router and Cloud DNS managed zones.
+	Routers  []*Router
+	DNSZones []*DNSZone
 }
 
 // Load builds a State from stored resources: it re-creates the range
@@ -37,7 +45,7 @@ func Load(snap Snapshot) (*State, error) {
 	for _, ifc := range snap.Interfaces {
 		p := s.proj(ifc.Project)
 		p.interfaces[ifc.ID] = ifc
-		p.byIP[ifc.IP] = ifc.ID
+		p.byIP[netAddr{ifc.Network, ifc.IP}] = ifc.ID
 		if err := s.indexInterface(p, ifc); err != nil {
 			return nil, fmt.Errorf("load interface %s: %w", InterfaceKey(ifc.Project, ifc.ID), err)
 		}
@@ -47,6 +55,26 @@ func Load(snap Snapshot) (*State, error) {
 	}
 	for _, it := range snap.Templates {
 		s.proj(it.Project).templates[it.Name] = it
+	}
+	for _, r := range snap.Routes {
+		s.proj(r.Project).routes[r.Name] = r
+	}
+	for _, f := range snap.Firewalls {
+		s.proj(f.Project).firewalls[f.Name] = f
+	}
+	for _, d := range snap.Dynamic {
+		s.proj(d.Project).dynamic[d.Network] = d
+	}
+	for _, r := range snap.Routers {
+		s.proj(r.Project).routers[r.Region+"/"+r.Name] = r
+	}
+	for _, z := range snap.DNSZones {
+		s.proj(z.Project).dnsZones[z.Name] = z
+	}
+	for _, e := range snap.EIPs {
+		if err := s.indexEIP(e); err != nil {
+			return nil, fmt.Errorf("load EIP %s: %w", EIPKey(e.Project, e.ID), err)
+		}
 	}
 	return s, nil
 }

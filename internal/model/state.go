@@ -45,9 +45,9 @@ type project struct {
 	instances  map[string]*Instance  // "ZONE/NAME"
 	interfaces map[string]*Interface // ID
 	templates  map[string]*InstanceTemplate
-	nets       map[string]*netIndex  // by network name
-	byIP       map[netAddr]string // (network, primary IP) -> interface ID
-	eips       map[string]*EIP       // Alibaba EIPs by AllocationId (eip.go)
+	nets       map[string]*netIndex // by network name
+	byIP       map[netAddr]string   // (network, primary IP) -> interface ID
+	eips       map[string]*EIP      // Alibaba EIPs by AllocationId (eip.go)
 	// Network policy (route.go, firewall.go).
 	routes    map[string]*Route         // static routes by name
 	firewalls map[string]*Firewall      // firewall rules by name

@@ -9,11 +9,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"time"
 
+	aliasnetapi "github.com/aliasnet/aliasnet/internal/api/aliasnet"
+	"github.com/aliasnet/aliasnet/internal/api/ecs"
 	"github.com/aliasnet/aliasnet/internal/api/gce"
 	"github.com/aliasnet/aliasnet/internal/control"
+	"github.com/aliasnet/aliasnet/internal/metadata"
+	"github.com/aliasnet/aliasnet/internal/model"
 	"github.com/aliasnet/aliasnet/internal/store"
 )
 
@@ -24,6 +29,24 @@ type Config struct {
 	Logger  *slog.Logger
 	// NoSync disables fsync (benchmarks of non-durable paths only).
 	NoSync bool
+	// MetadataListen, when set, serves the instance metadata server
+	// (GCE /computeMetadata/v1/ and Alibaba /latest/meta-data/) on its own
+	// listener. Instances are told apart by source address: see
+	// internal/metadata and docs/guest.md.
+	MetadataListen string
+	// MetadataTrustedProxies are peers whose X-Forwarded-For names the
+	// instance (a proxy in front of the metadata listener).
+	MetadataTrustedProxies []netip.Prefix
+	// AccessKeys are the AccessKeys the Alibaba RPC dialect (POST / with
+	// Action) accepts; each acts for a project. None: every Alibaba
+	// request is refused.
+	AccessKeys []ecs.AccessKey
+	// EIPPools are the public ranges EIPs are allocated from.
+	EIPPools []netip.Prefix
+	// InstanceTypes is the instance-type table (nil: the shipped one).
+	InstanceTypes model.InstanceTypes
+	// Cloud Router BGP speakers and internal DNS (routing_dns.go).
+	RoutingDNSConfig
 }
 
 // Server is a running aliasnet.
@@ -34,6 +57,8 @@ type Server struct {
 	Svc   *control.Service
 	http  *http.Server
 	ln    net.Listener
+	mdLn  net.Listener
+	rd    routingDNS // BGP and DNS runtimes (routing_dns.go)
 }
 
 // New opens the store and loads the control plane, without listening.
@@ -52,20 +77,35 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := control.New(ctx, st, control.Options{Logger: cfg.Logger})
+	svc, err := control.New(ctx, st, control.Options{Logger: cfg.Logger,
+		Model: model.Config{InstanceTypes: cfg.InstanceTypes, EIPPools: cfg.EIPPools}})
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	cfg.Logger.Info("state loaded", "dir", cfg.DataDir, "rev", st.Rev(), "took", time.Since(start).Round(time.Millisecond))
 	s := &Server{cfg: cfg, log: cfg.Logger, Store: st, Svc: svc}
+	if err := s.initRoutingDNS(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // Handler is the HTTP handler of every dialect.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/compute/v1/", gce.New(s.Svc, s.log))
+	g := gce.New(s.Svc, s.log)
+	mux.Handle("/compute/v1/", g)
+	s.mountRoutingDNS(mux, g)
+	// aliasnet's own API: effective routes, trace, fabric (netpolicy).
+	mux.Handle("/aliasnet/v1/projects/", aliasnetapi.New(s.Svc, s.log))
+	// The data plane's input (fabric.Spec), long-polled by `aliasnet lab`.
+	mux.Handle(aliasnetapi.FabricSpecPattern, aliasnetapi.FabricSpecHandler(s.Svc))
+	// aliasnet-specific: an instance's NICs with their MACs (guest-config).
+	mux.Handle(metadata.NICsPattern, metadata.NICsHandler(s.Svc))
+	// Alibaba ECS/VPC RPC: POST (or GET) / with Action and Version.
+	mux.Handle("/{$}", ecs.New(s.Svc, ecs.Options{Keys: s.cfg.AccessKeys, Logger: s.log}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -79,27 +119,73 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	s.ln = ln
+	if s.cfg.MetadataListen != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetadataListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen metadata %s: %w", s.cfg.MetadataListen, err)
+		}
+		s.mdLn = mln
+	}
+	if err := s.listenDNS(); err != nil {
+		ln.Close()
+		if s.mdLn != nil {
+			s.mdLn.Close()
+		}
+		return err
+	}
 	return nil
 }
 
 // Addr is the bound API address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// MetadataAddr is the bound metadata address, "" when not serving it.
+func (s *Server) MetadataAddr() string {
+	if s.mdLn == nil {
+		return ""
+	}
+	return s.mdLn.Addr().String()
+}
+
 // Serve answers requests until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context) error {
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	stopRD := s.startRoutingDNS()
+	defer stopRD() // before the store closes: the BGP runtime writes learned routes
 	go func() { errc <- s.http.Serve(s.ln) }()
 	s.log.Info("aliasnet serving", "api", "http://"+s.Addr()+"/compute/v1/")
+	// Long-polls of the metadata server end when serving ends.
+	mdCtx, mdCancel := context.WithCancel(context.Background())
+	defer mdCancel()
+	var md *http.Server
+	if s.mdLn != nil {
+		md = metadata.NewHTTPServer(metadata.New(s.Svc, metadata.Options{TrustedProxies: s.cfg.MetadataTrustedProxies, Logger: s.log}))
+		md.BaseContext = func(net.Listener) context.Context { return mdCtx }
+		go func() { errc <- md.Serve(s.mdLn) }()
+		s.log.Info("metadata server", "listen", s.MetadataAddr(), "trustedProxies", s.cfg.MetadataTrustedProxies)
+	}
 	select {
 	case err := <-errc:
+		mdCancel()
+		if md != nil {
+			md.Close()
+		}
+		s.http.Close()
+		stopRD()
 		s.Store.Close()
 		return err
 	case <-ctx.Done():
 	}
+	mdCancel()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if md != nil {
+		md.Shutdown(sctx)
+	}
 	err := s.http.Shutdown(sctx)
+	stopRD()
 	if cerr := s.Store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -299,7 +299,9 @@ func (b *Bolt) apply(evs []Event) error {
 		}
 		last := evs[len(evs)-1].Rev
 		c := lg.Cursor()
-		for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= last-b.keepLog; k, _ = c.Next() {
+		// (Cursor.Delete moves the cursor: re-read First rather than Next,
+		// which would skip every other entry and leave holes in history.)
+		for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= last-b.keepLog; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
 				return err
 			}

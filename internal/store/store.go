@@ -26,6 +26,11 @@ type KV struct {
 type Guard struct {
 	Key string
 	Rev int64
+	// NotAfter, when set, replaces the Rev test: the key's modification
+	// revision must be at most NotAfter (an absent key passes). A replica
+	// passes the revision through which it has seen every change of the
+	// key, so the commit fails exactly when another writer got there first.
+	NotAfter int64
 }
 
 // Txn is one atomic change.

@@ -17,6 +17,8 @@ import (
 var backends = []struct {
 	name string
 	open func(t *testing.T, dir string) Store
+	// trim drops history older than about 50 revisions.
+	trim func(t *testing.T, s Store)
 }{
 	{"bbolt", func(t *testing.T, dir string) Store {
 		s, err := OpenBolt(filepath.Join(dir, "s.db"), BoltOptions{KeepLog: 50, WALSize: 1 << 16})
@@ -24,6 +26,16 @@ var backends = []struct {
 			t.Fatal(err)
 		}
 		return s
+	}, func(t *testing.T, s Store) {
+		// Force the checkpoint that trims the history.
+		if _, err := s.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}},
+	{"etcd", openEtcdBackend, func(t *testing.T, s Store) {
+		if err := s.(*Etcd).Compact(context.Background(), s.Rev()-50); err != nil {
+			t.Fatal(err)
+		}
 	}},
 }
 
@@ -104,10 +116,7 @@ func TestWatchCompacted(t *testing.T) {
 			for i := range 200 {
 				commit(t, s, put("k", fmt.Sprint(i)))
 			}
-			// Force the checkpoint that trims the history.
-			if _, err := s.Load(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			be.trim(t, s)
 			_, err := s.Watch(context.Background(), 1)
 			if !errors.Is(err, ErrCompacted) {
 				t.Fatalf("watch from a trimmed revision: %v", err)

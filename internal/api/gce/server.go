@@ -27,6 +27,8 @@ type API struct {
 	svc *control.Service
 	log *slog.Logger
 	mux *http.ServeMux
+	// routing reports live BGP sessions (routers.go); nil when BGP is off.
+	routing RouterStatusSource
 }
 
 // New returns the handler; mount it at "/compute/v1/".
@@ -84,6 +86,20 @@ func (a *API) routes() {
 	h("GET /global/instanceTemplates", a.listTemplates)
 	h("GET /global/instanceTemplates/{template}", a.getTemplate)
 	h("DELETE /global/instanceTemplates/{template}", a.deleteTemplate)
+
+	// Network policy (network_policy.go).
+	h("POST /global/routes", a.insertRoute)
+	h("GET /global/routes", a.listRoutes)
+	h("GET /global/routes/{route}", a.getRoute)
+	h("DELETE /global/routes/{route}", a.deleteRoute)
+	h("POST /global/firewalls", a.insertFirewall)
+	h("GET /global/firewalls", a.listFirewalls)
+	h("GET /global/firewalls/{firewall}", a.getFirewall)
+	h("PATCH /global/firewalls/{firewall}", a.patchFirewall)
+	h("PUT /global/firewalls/{firewall}", a.updateFirewall)
+	h("DELETE /global/firewalls/{firewall}", a.deleteFirewall)
+
+	a.routerRoutes(h)
 
 	for _, scope := range []string{"/global", "/regions/{region}", "/zones/{zone}"} {
 		h("GET "+scope+"/operations", a.listOperations)

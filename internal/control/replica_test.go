@@ -1,0 +1,287 @@
+package control_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aliasnet/aliasnet/internal/control"
+	"github.com/aliasnet/aliasnet/internal/model"
+	"github.com/aliasnet/aliasnet/internal/store"
+	"github.com/aliasnet/aliasnet/internal/store/etcdtest"
+)
+
+// replicas starts n Services on one etcd prefix of a 3-member cluster.
+func replicas(t *testing.T, n int) ([]*control.Service, *etcdtest.Cluster) {
+	t.Helper()
+	c := etcdtest.Start(t, 3, etcdtest.Options{NoFsync: true})
+	prefix := "/replicas" + t.TempDir() + "/"
+	var out []*control.Service
+	for range n {
+		st, err := store.OpenEtcd(context.Background(), store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := control.New(context.Background(), st, control.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !svc.Replicated() {
+			t.Fatal("etcd store did not start replica mode")
+		}
+		t.Cleanup(func() { svc.Close(); st.Close() })
+		out = append(out, svc)
+	}
+	return out, c
+}
+
+const zone, region = "us-central1-a", "us-central1"
+
+func setupSubnet(t *testing.T, svc *control.Service, network, subnet, cidr string, instances int) {
+	t.Helper()
+	do(t, svc, func(tx *model.Txn) error {
+		if tx.State().Network("p", network) == nil {
+			if _, err := tx.CreateNetwork(model.Network{Project: "p", Name: network}); err != nil {
+				return err
+			}
+		}
+		_, err := tx.CreateSubnet(model.Subnet{Project: "p", Region: region, Name: subnet, Network: network, Range: netip.MustParsePrefix(cidr)})
+		return err
+	})
+	for i := range instances {
+		do(t, svc, func(tx *model.Txn) error {
+			_, _, err := tx.CreateInstance(model.CreateInstanceReq{
+				Instance: model.Instance{Project: "p", Zone: zone, Name: fmt.Sprintf("%s-vm%d", subnet, i)},
+				NICs:     []model.NICSpec{{Subnet: subnet}}})
+			return err
+		})
+	}
+}
+
+// setAlias gives an instance's nic0 the alias list specs, reading the
+// fingerprint inside the decision (so a retry uses the current one).
+func setAlias(svc *control.Service, name, requestID string, specs []model.AliasSpec) (*control.Operation, error) {
+	return svc.Do(context.Background(), control.Op{Project: "p", Scope: "zones/" + zone, Type: "updateNetworkInterface", RequestID: requestID},
+		func(tx *model.Txn) (uint64, any, error) {
+			in := tx.State().Instance("p", zone, name)
+			if in == nil {
+				return 0, nil, fmt.Errorf("no instance %s", name)
+			}
+			nic := tx.State().NICs(in)[0]
+			ifc, err := tx.UpdateAliases("p", zone, name, "nic0", nic.Fingerprint, specs)
+			if err != nil {
+				return in.ID, nil, err
+			}
+			var got []string
+			for _, a := range ifc.Aliases {
+				got = append(got, a.Range.String())
+			}
+			return in.ID, got, nil
+		})
+}
+
+// holdings lists every allocation of a network on one replica, and fails
+// on overlaps.
+func holdings(t *testing.T, svc *control.Service, network string) map[netip.Prefix]string {
+	t.Helper()
+	out := map[netip.Prefix]string{}
+	svc.Read(func(st *model.State) {
+		for _, ifc := range st.Interfaces("p") {
+			if ifc.Network != network {
+				continue
+			}
+			for _, p := range append([]netip.Prefix{netip.PrefixFrom(ifc.IP, 32)}, aliasRanges(ifc)...) {
+				for q, who := range out {
+					if q.Overlaps(p) {
+						t.Errorf("%s of %s overlaps %s of %s", p, ifc.ID, q, who)
+					}
+				}
+				out[p] = ifc.ID
+			}
+		}
+	})
+	return out
+}
+
+func aliasRanges(ifc *model.Interface) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range ifc.Aliases {
+		out = append(out, a.Range)
+	}
+	return out
+}
+
+func syncAll(t *testing.T, svcs []*control.Service) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, s := range svcs {
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestReplicasNeverShareAnAddress: 64 callers spread over 3 replicas
+// allocate (netmask form and explicit) in one small subnet. No address is
+// ever held twice, every acknowledged allocation is on every replica, and
+// the replicas end identical.
+func TestReplicasNeverShareAnAddress(t *testing.T) {
+	svcs, _ := replicas(t, 3)
+	const callers = 64
+	setupSubnet(t, svcs[0], "vpc", "s", "10.0.0.0/22", callers)
+	syncAll(t, svcs)
+	type ack struct {
+		name    string
+		aliases []string
+	}
+	last := make([]ack, callers)
+	var allocs, refused atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(4 * time.Second)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(c), 1))
+			svc := svcs[c%len(svcs)]
+			name := fmt.Sprintf("s-vm%d", c)
+			for i := 0; time.Now().Before(deadline); i++ {
+				var specs []model.AliasSpec
+				switch i % 3 {
+				case 0:
+					specs = []model.AliasSpec{{Bits: 32}}
+				case 1:
+					specs = []model.AliasSpec{{Bits: 30}}
+				default: // explicit: likely to collide with someone
+					a := netip.AddrFrom4([4]byte{10, 0, byte(rnd.IntN(4)), byte(rnd.IntN(256))})
+					specs = []model.AliasSpec{{Prefix: netip.PrefixFrom(a, 32)}}
+				}
+				op, err := setAlias(svc, name, "", specs)
+				if err != nil {
+					if model.CodeOf(err) == model.Invalid { // reserved address picked
+						continue
+					}
+					t.Error(err)
+					return
+				}
+				if op.Error != nil {
+					refused.Add(1)
+					continue
+				}
+				var got []string
+				if err := jsonUnmarshal(op.Result, &got); err != nil {
+					t.Error(err)
+					return
+				}
+				allocs.Add(1)
+				last[c] = ack{name, got}
+			}
+		}()
+	}
+	wg.Wait()
+	syncAll(t, svcs)
+	ref := holdings(t, svcs[0], "vpc")
+	for i, s := range svcs {
+		h := holdings(t, s, "vpc")
+		if fmt.Sprint(h) != fmt.Sprint(ref) {
+			t.Errorf("replica %d differs from replica 0", i)
+		}
+		s.Read(func(st *model.State) {
+			for _, a := range last {
+				if a.name == "" {
+					continue
+				}
+				nic := st.NICs(st.Instance("p", zone, a.name))[0]
+				if fmt.Sprint(a.aliases) != fmt.Sprint(rangesStr(nic)) {
+					t.Errorf("replica %d: %s has %v, last acknowledged %v", i, a.name, rangesStr(nic), a.aliases)
+				}
+			}
+		})
+	}
+	var stats control.ReplicaStats
+	for _, s := range svcs {
+		st := s.ReplicaStats()
+		stats.Commits += st.Commits
+		stats.Requests += st.Requests
+		stats.Conflicts += st.Conflicts
+		stats.Retries += st.Retries
+	}
+	t.Logf("%d allocations, %d refused (in use); %d requests in %d commits, %d conflicts, %d retries",
+		allocs.Load(), refused.Load(), stats.Requests, stats.Commits, stats.Conflicts, stats.Retries)
+	if allocs.Load() < 100 {
+		t.Errorf("only %d allocations", allocs.Load())
+	}
+}
+
+func rangesStr(ifc *model.Interface) []string {
+	var out []string
+	for _, a := range ifc.Aliases {
+		out = append(out, a.Range.String())
+	}
+	return out
+}
+
+// TestRequestIDAcrossReplicas: the same requestId sent to every replica
+// at once commits once; every replica answers with the same operation.
+func TestRequestIDAcrossReplicas(t *testing.T) {
+	svcs, _ := replicas(t, 3)
+	setupSubnet(t, svcs[0], "vpc", "s", "10.0.0.0/24", 1)
+	syncAll(t, svcs)
+	for round := range 20 {
+		rid := fmt.Sprintf("req-%d", round)
+		ops := make([]*control.Operation, len(svcs)*2)
+		var wg sync.WaitGroup
+		for i := range ops {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				op, err := setAlias(svcs[i%len(svcs)], "s-vm0", rid, []model.AliasSpec{{Bits: 31 - round%2}})
+				if err != nil {
+					t.Error(err)
+				}
+				ops[i] = op
+			}()
+		}
+		wg.Wait()
+		for _, op := range ops[1:] {
+			if op == nil || ops[0] == nil || op.Name != ops[0].Name || string(op.Result) != string(ops[0].Result) {
+				t.Fatalf("round %d: answers differ: %+v vs %+v", round, op, ops[0])
+			}
+		}
+	}
+	syncAll(t, svcs)
+	for _, s := range svcs {
+		if n := len(s.Operations("p", "zones/"+zone)); n != 20 {
+			t.Errorf("%d operations recorded, want 20", n)
+		}
+	}
+}
+
+// TestRemoteChangesReachLongPolls: a change committed on one replica
+// wakes Changed() waiters on another and is readable there.
+func TestRemoteChangesReachLongPolls(t *testing.T) {
+	svcs, _ := replicas(t, 2)
+	ch, _ := svcs[1].Changed()
+	setupSubnet(t, svcs[0], "vpc", "s", "10.0.0.0/24", 1)
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change reached replica 1")
+	}
+	syncAll(t, svcs)
+	svcs[1].Read(func(st *model.State) {
+		if st.Instance("p", zone, "s-vm0") == nil {
+			t.Fatal("instance missing on replica 1")
+		}
+	})
+	// A refusal is answered from a fresh state: replica 1 deletes what
+	// replica 0 created a moment ago, without waiting for its watch.
+	setupSubnet(t, svcs[0], "vpc", "s2", "10.1.0.0/24", 1)
+	do(t, svcs[1], func(tx *model.Txn) error { return tx.DeleteInstance("p", zone, "s2-vm0") })
+}

@@ -1,0 +1,284 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// dumpState renders every resource and every index entry (allocations by
+// holder, primary-IP index, EIP index) so two states can be compared.
+func dumpState(s *State) string {
+	var b strings.Builder
+	for _, name := range s.Projects() {
+		p := s.projects[name]
+		j, _ := json.Marshal([]any{p.networks, p.subnets, p.instances, p.interfaces, p.templates, p.eips,
+			p.routes, p.firewalls, p.dynamic, p.routers, p.dnsZones})
+		fmt.Fprintf(&b, "project %s %s\n", name, j)
+		var nets []string
+		for n, ni := range p.nets {
+			if ni.ranges.Size() > 0 {
+				nets = append(nets, n)
+			}
+		}
+		slices.Sort(nets)
+		for _, n := range nets {
+			for pfx, e := range p.nets[n].ranges.AllSorted() {
+				fmt.Fprintf(&b, " range %s %s %s/%s:", n, pfx, e.subnet, e.name)
+				for q, o := range e.pool.All {
+					fmt.Fprintf(&b, " %s=%v", q, s.OwnerRef(o))
+				}
+				b.WriteString("\n")
+			}
+		}
+		var ips []string
+		for a, id := range p.byIP {
+			ips = append(ips, fmt.Sprintf("%s/%s=%s", a.network, a.addr, id))
+		}
+		slices.Sort(ips)
+		fmt.Fprintf(&b, " byIP %v\n", ips)
+	}
+	var eips []string
+	for a, k := range s.eipAddrs {
+		eips = append(eips, a.String()+"="+k)
+	}
+	slices.Sort(eips)
+	fmt.Fprintf(&b, "eips %v\n", eips)
+	for _, pool := range s.eipPools {
+		fmt.Fprintf(&b, "eip pool %s:", pool.Range())
+		for q, o := range pool.All {
+			fmt.Fprintf(&b, " %s=%v", q, s.OwnerRef(o))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// replicate turns a transaction's changes into what another replica
+// receives from the store (JSON) and applies them there.
+func replicate(t *testing.T, chs []Change, to *State) {
+	t.Helper()
+	var snap Snapshot
+	var deleted []string
+	for _, c := range chs {
+		if c.Value == nil {
+			deleted = append(deleted, c.Key)
+			continue
+		}
+		b, err := json.Marshal(c.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := reflect.New(reflect.TypeOf(c.Value).Elem()).Interface()
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatal(err)
+		}
+		switch v := v.(type) {
+		case *Network:
+			snap.Networks = append(snap.Networks, v)
+		case *Subnet:
+			snap.Subnets = append(snap.Subnets, v)
+		case *Instance:
+			snap.Instances = append(snap.Instances, v)
+		case *Interface:
+			snap.Interfaces = append(snap.Interfaces, v)
+		case *InstanceTemplate:
+			snap.Templates = append(snap.Templates, v)
+		case *EIP:
+			snap.EIPs = append(snap.EIPs, v)
+		case *Route:
+			snap.Routes = append(snap.Routes, v)
+		case *Firewall:
+			snap.Firewalls = append(snap.Firewalls, v)
+		case *DynamicRoutes:
+			snap.Dynamic = append(snap.Dynamic, v)
+		case *Router:
+			snap.Routers = append(snap.Routers, v)
+		case *DNSZone:
+			snap.DNSZones = append(snap.DNSZones, v)
+		default:
+			t.Fatalf("replicate: unknown resource %T", v)
+		}
+	}
+	if err := to.ApplyRemote(snap, deleted); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func snapshotOf(s *State) Snapshot {
+	var snap Snapshot
+	for _, name := range s.Projects() {
+		p := s.projects[name]
+		snap.Networks = append(snap.Networks, sortedValues(p.networks, nil)...)
+		snap.Subnets = append(snap.Subnets, sortedValues(p.subnets, nil)...)
+		snap.Instances = append(snap.Instances, sortedValues(p.instances, nil)...)
+		snap.Interfaces = append(snap.Interfaces, sortedValues(p.interfaces, nil)...)
+		snap.Templates = append(snap.Templates, sortedValues(p.templates, nil)...)
+		snap.EIPs = append(snap.EIPs, sortedValues(p.eips, nil)...)
+		snap.Routes = append(snap.Routes, sortedValues(p.routes, nil)...)
+		snap.Firewalls = append(snap.Firewalls, sortedValues(p.firewalls, nil)...)
+		snap.Dynamic = append(snap.Dynamic, sortedValues(p.dynamic, nil)...)
+		snap.Routers = append(snap.Routers, sortedValues(p.routers, nil)...)
+		snap.DNSZones = append(snap.DNSZones, sortedValues(p.dnsZones, nil)...)
+	}
+	return snap
+}
+
+// TestApplyRemoteMatchesLoad: a replica that applies every committed
+// change of another state ends with the same resources and the same
+// indexes as that state, and as a fresh Load of its resources.
+func TestApplyRemoteMatchesLoad(t *testing.T) {
+	cfg := Config{EIPPools: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/28")}}
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rnd := rand.New(rand.NewPCG(seed, 99))
+			src, dst := NewState(), NewState()
+			for _, s := range []*State{src, dst} {
+				if err := s.Configure(cfg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id := uint64(0)
+			run := func(m func(tx *Txn) error) bool {
+				tx := src.Begin("2026-01-01T00:00:00Z", func() uint64 { id++; return id })
+				if err := m(tx); err != nil {
+					tx.Rollback()
+					return false
+				}
+				replicate(t, tx.Changes(), dst)
+				return true
+			}
+			if !run(func(tx *Txn) error {
+				for _, n := range []string{"n1", "n2"} {
+					if _, err := tx.CreateNetwork(Network{Project: "p", Name: n}); err != nil {
+						return err
+					}
+				}
+				if _, err := tx.CreateSubnet(Subnet{Project: "p", Region: "us-central1", Name: "s1", Network: "n1", Range: netip.MustParsePrefix("10.0.0.0/26"),
+					Secondary: []SecondaryRange{{Name: "sec", Range: netip.MustParsePrefix("10.1.0.0/26")}}}); err != nil {
+					return err
+				}
+				_, err := tx.CreateSubnet(Subnet{Project: "p", Region: "us-central1", Name: "s2", Network: "n2", Range: netip.MustParsePrefix("10.2.0.0/27")})
+				return err
+			}) {
+				t.Fatal("setup refused")
+			}
+			applied := 0
+			kinds := map[int]int{}
+			for i := range 400 {
+				var ok bool
+				op := rnd.IntN(10)
+				switch {
+				case op < 4: // create an instance with aliases
+					sub := []string{"s1", "s2"}[rnd.IntN(2)]
+					var as []AliasSpec
+					for range rnd.IntN(3) {
+						switch rnd.IntN(3) {
+						case 0:
+							as = append(as, AliasSpec{Bits: 32})
+						case 1:
+							as = append(as, AliasSpec{Bits: 30})
+						default:
+							if sub == "s1" {
+								as = append(as, AliasSpec{Bits: 29, RangeName: "sec"})
+							} else {
+								as = append(as, AliasSpec{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, 0, byte(rnd.IntN(32))}), 32)})
+							}
+						}
+					}
+					ok = run(func(tx *Txn) error {
+						_, _, err := tx.CreateInstance(CreateInstanceReq{Instance: Instance{Project: "p", Zone: "us-central1-a", Name: fmt.Sprintf("vm%d", i)},
+							NICs: []NICSpec{{Subnet: sub, Aliases: as}}})
+						return err
+					})
+				case op < 6: // move aliases (an address may move between VMs)
+					ins := src.Instances("p", "")
+					if len(ins) == 0 {
+						continue
+					}
+					in := ins[rnd.IntN(len(ins))]
+					nic := src.NICs(in)[0]
+					spec := []AliasSpec{{Bits: 31}}
+					if others := src.Instances("p", ""); rnd.IntN(2) == 0 {
+						o := src.NICs(others[rnd.IntN(len(others))])[0]
+						if len(o.Aliases) > 0 && o.Network == nic.Network && o.ID != nic.ID {
+							spec = []AliasSpec{{Prefix: o.Aliases[0].Range, RangeName: o.Aliases[0].RangeName}}
+							// Release it from o first, in the same transaction.
+							ok = run(func(tx *Txn) error {
+								if _, err := tx.UpdateAliases("p", "us-central1-a", strings.TrimPrefix(o.Instance, "us-central1-a/"), "nic0", o.Fingerprint, nil); err != nil {
+									return err
+								}
+								_, err := tx.UpdateAliases("p", "us-central1-a", in.Name, "nic0", nic.Fingerprint, spec)
+								return err
+							})
+							break
+						}
+					}
+					ok = ok || run(func(tx *Txn) error {
+						_, err := tx.UpdateAliases("p", "us-central1-a", in.Name, "nic0", nic.Fingerprint, spec)
+						return err
+					})
+				case op < 7:
+					ins := src.Instances("p", "")
+					if len(ins) == 0 {
+						continue
+					}
+					in := ins[rnd.IntN(len(ins))]
+					ok = run(func(tx *Txn) error { return tx.DeleteInstance("p", "us-central1-a", in.Name) })
+				case op < 8: // change the secondary ranges of s1
+					sn := src.Subnet("p", "us-central1", "s1")
+					rs := slices.Clone(sn.Secondary)
+					if len(rs) == 2 {
+						rs = rs[:1]
+					} else {
+						rs = append(rs, SecondaryRange{Name: "sec2", Range: netip.MustParsePrefix("10.3.0.0/28")})
+					}
+					ok = run(func(tx *Txn) error {
+						_, err := tx.SetSecondaryRanges("p", "us-central1", "s1", sn.Fingerprint, rs)
+						return err
+					})
+				case op < 9:
+					ok = run(func(tx *Txn) error {
+						_, err := tx.AllocateEIP(EIP{Project: "p", ID: fmt.Sprintf("eip-%d", i), Region: "us-central1"})
+						return err
+					})
+				default:
+					es := src.EIPs("p")
+					if len(es) == 0 {
+						continue
+					}
+					e := es[rnd.IntN(len(es))]
+					ok = run(func(tx *Txn) error { return tx.ReleaseEIP("p", e.ID) })
+				}
+				if ok {
+					applied++
+					kinds[op]++
+				}
+				if i%50 == 0 || i == 399 {
+					want := dumpState(src)
+					if got := dumpState(dst); got != want {
+						t.Fatalf("step %d: replica differs\nsource:\n%s\nreplica:\n%s", i, want, got)
+					}
+				}
+			}
+			loaded, err := Load(snapshotOf(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := loaded.Configure(cfg); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := dumpState(dst), dumpState(loaded); got != want {
+				t.Fatalf("replica differs from Load\nload:\n%s\nreplica:\n%s", want, got)
+			}
+			if applied < 100 || len(kinds) < 10 {
+				t.Errorf("only %d changes applied (by kind %v)", applied, kinds)
+			}
+		})
+	}
+}
