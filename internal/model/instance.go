@@ -353,6 +353,15 @@ func (t *Txn) setAliases(p *project, ifc *Interface, specs []AliasSpec, field st
 		if e, ok := ni.rangeFor(al.Range); ok {
 			t.release(e.pool, al.Range)
 		}
+		// An EIP NATed to an address that leaves the interface is
+		// unassociated with it.
+		for _, e := range sortedValues(p.eips, func(e *EIP) bool { return e.Interface == ifc.ID && al.Range.Contains(e.PrivateIP) }) {
+			t.unassociate(p, e)
+		}
+	}
+	if cur := p.interfaces[ifc.ID]; cur != nil {
+		// unassociate may have cleared ExternalIP on a newer copy.
+		ifc = cur
 	}
 	o := t.s.owner(OwnerRef{Kind: "interface", Key: InterfaceKey(p.name, ifc.ID)})
 	aliases, err := t.addAliases(p, sn, o, keep, fresh, field, rnd)
@@ -404,8 +413,14 @@ func (t *Txn) DeleteInstance(project, zone, name string) error {
 			t.putInterface(p, &n)
 			continue
 		}
+		// An EIP must not keep pointing at an interface that is gone,
+		// whichever dialect deletes the instance.
+		t.unassociateInterface(p, id)
 		t.releaseInterface(p, ifc)
 		t.deleteInterface(p, id)
+	}
+	for _, e := range sortedValues(p.eips, func(e *EIP) bool { return e.InstanceType == EIPToInstance && e.InstanceID == name }) {
+		t.unassociate(p, e)
 	}
 	t.deleteInstance(p, zone, name)
 	return nil

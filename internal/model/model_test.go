@@ -477,3 +477,42 @@ func TestUpdateKeepsSatisfiedNetmask(t *testing.T) {
 		t.Errorf("aliases after update = %v, want the /27 %s kept", got, before.Range)
 	}
 }
+
+// Deleting an instance or dropping an alias through the GCE path ends the
+// EIP associations that pointed at them.
+func TestGCEPathsEndEIPAssociations(t *testing.T) {
+	f := seed000(t)
+	if err := f.s.Configure(Config{EIPPools: []netip.Prefix{pfx("203.0.113.0/28")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, a, err := f.vm("vm1", NICSpec{Subnet: "subnet-a", Aliases: []AliasSpec{alias("10.128.9.9")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.must(func(tx *Txn) error {
+		for i, id := range []string{"eip-a", "eip-b"} {
+			if _, err := tx.AllocateEIP(EIP{Project: "p", ID: id, Address: netip.MustParseAddr(fmt.Sprintf("203.0.113.%d", i+1))}); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.AssociateEIP(AssociateEIPReq{Project: "p", ID: "eip-a", InstanceType: EIPToInstance, InstanceID: "vm1"}); err != nil {
+			return err
+		}
+		_, err := tx.AssociateEIP(AssociateEIPReq{Project: "p", ID: "eip-b", InstanceType: EIPToENI, InstanceID: a[0].ID, PrivateIP: netip.MustParseAddr("10.128.9.9")})
+		return err
+	})
+	f.must(func(tx *Txn) error {
+		_, err := tx.UpdateAliases("p", "us-central1-a", "vm1", "nic0", f.s.Interface("p", a[0].ID).Fingerprint, nil)
+		return err
+	})
+	if e := f.s.EIP("p", "eip-b"); e.Status() != EIPAvailable {
+		t.Errorf("EIP on a removed alias is %s", e.Status())
+	}
+	if e := f.s.EIP("p", "eip-a"); e.Status() != EIPInUse {
+		t.Errorf("instance EIP is %s before the delete", e.Status())
+	}
+	f.must(func(tx *Txn) error { return tx.DeleteInstance("p", "us-central1-a", "vm1") })
+	if e := f.s.EIP("p", "eip-a"); e.Status() != EIPAvailable {
+		t.Errorf("EIP of a deleted instance is %s", e.Status())
+	}
+}
