@@ -363,7 +363,7 @@ func (t *Txn) CreateCluster(req CreateClusterReq) (*Cluster, []*ClusterNode, err
 		if i < len(req.PoolSizes) {
 			n = req.PoolSizes[i]
 		}
-		got, err := t.resizePool(p, &nc, &nc.NodePools[i], n)
+		got, err := t.resizeNodePool(p, &nc, &nc.NodePools[i], n)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -647,10 +647,10 @@ func (s *State) poolNodes(p *project, c *Cluster, pool string) []*ClusterNode {
 	return sortedValues(p.kube().nodes[c.Location+"/"+c.Name], func(n *ClusterNode) bool { return n.Pool == pool })
 }
 
-// resizePool makes every zone of np hold perZone nodes: new instances are
+// resizeNodePool makes every zone of np hold perZone nodes: new instances are
 // created with a pod block from the pods range, surplus nodes (the last by
 // name) leave and free theirs.
-func (t *Txn) resizePool(p *project, c *Cluster, np *NodePool, perZone int) ([]*ClusterNode, error) {
+func (t *Txn) resizeNodePool(p *project, c *Cluster, np *NodePool, perZone int) ([]*ClusterNode, error) {
 	if perZone < 0 {
 		return nil, errf(Invalid, "nodeCount", strconv.Itoa(perZone), "The node count must not be negative.")
 	}
@@ -766,7 +766,7 @@ func (t *Txn) SetNodePoolSize(project, loc, cluster, pool string, nodeCount int)
 	if err != nil {
 		return nil, err
 	}
-	return t.resizePool(p, c, np, nodeCount)
+	return t.resizeNodePool(p, c, np, nodeCount)
 }
 
 // CreateNodePool adds a pool with nodeCount nodes per zone.
@@ -786,7 +786,7 @@ func (t *Txn) CreateNodePool(project, loc, cluster string, np NodePool, nodeCoun
 	nc := *c
 	nc.NodePools = append(slices.Clone(c.NodePools), np)
 	t.putCluster(p, &nc)
-	nodes, err := t.resizePool(p, &nc, &nc.NodePools[len(nc.NodePools)-1], nodeCount)
+	nodes, err := t.resizeNodePool(p, &nc, &nc.NodePools[len(nc.NodePools)-1], nodeCount)
 	if err != nil {
 		return nil, nil, err
 	}

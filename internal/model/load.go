@@ -21,6 +21,10 @@ type Snapshot struct {
 	// Cloud Router and Cloud DNS managed zones.
 	Routers  []*Router
 	DNSZones []*DNSZone
+	// Kubernetes clusters, their nodes and service IPs (cluster.go).
+	Clusters     []*Cluster
+	ClusterNodes []*ClusterNode
+	ServiceIPs   []*ServiceIP
 }
 
 // Load builds a State from stored resources: it re-creates the range
@@ -75,6 +79,9 @@ func Load(snap Snapshot) (*State, error) {
 		if err := s.indexEIP(e); err != nil {
 			return nil, fmt.Errorf("load EIP %s: %w", EIPKey(e.Project, e.ID), err)
 		}
+	}
+	if err := s.loadK8s(snap.Clusters, snap.ClusterNodes, snap.ServiceIPs); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

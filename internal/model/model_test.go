@@ -516,3 +516,27 @@ func TestGCEPathsEndEIPAssociations(t *testing.T) {
 		t.Errorf("EIP of a deleted instance is %s", e.Status())
 	}
 }
+
+func TestDeleteNetworkWithPolicy(t *testing.T) {
+	f := newFixture(t)
+	f.must(func(tx *Txn) error {
+		if _, err := tx.CreateNetwork(Network{Project: "p", Name: "vpc"}); err != nil {
+			return err
+		}
+		if err := tx.CreateDefaultRoute("p", "vpc"); err != nil {
+			return err
+		}
+		_, err := tx.CreateFirewall(Firewall{Project: "p", Name: "allow-ssh", Network: "vpc", Direction: "INGRESS",
+			Allowed: []FirewallProtocol{{Protocol: "tcp", Ports: []string{"22"}}}})
+		return err
+	})
+	if len(f.s.RoutesOfNetwork("p", "vpc")) != 1 {
+		t.Fatalf("routes = %v", f.s.RoutesOfNetwork("p", "vpc"))
+	}
+	wantCode(t, f.run(func(tx *Txn) error { return tx.DeleteNetwork("p", "vpc") }), FailedPrecondition, "firewalls/allow-ssh")
+	f.must(func(tx *Txn) error { return tx.DeleteFirewall("p", "allow-ssh") })
+	f.must(func(tx *Txn) error { return tx.DeleteNetwork("p", "vpc") })
+	if len(f.s.RoutesOfNetwork("p", "vpc")) != 0 {
+		t.Error("the default route outlived its network")
+	}
+}

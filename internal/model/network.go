@@ -63,6 +63,12 @@ func (t *Txn) DeleteNetwork(project, name string) error {
 	for _, ifc := range sortedValues(p.interfaces, func(i *Interface) bool { return i.Network == name }) {
 		return &Error{Code: FailedPrecondition, Reason: fmt.Sprintf("The network resource '%s' is already being used by '%s'", NetworkKey(project, name), t.s.interfaceUser(ifc))}
 	}
+	for _, user := range t.s.NetworkPolicyUsers(project, name) {
+		if user == RouteKey(project, DefaultRouteName(n)) {
+			continue
+		}
+		return &Error{Code: FailedPrecondition, Reason: fmt.Sprintf("The network resource '%s' is already being used by '%s'", NetworkKey(project, name), user)}
+	}
 	subs := t.s.SubnetsOfNetwork(project, name)
 	for _, sn := range subs {
 		if !(n.AutoMode && sn.Name == name && isAutoSubnet(sn)) {
@@ -74,8 +80,31 @@ func (t *Txn) DeleteNetwork(project, name string) error {
 			return err
 		}
 	}
+	if t.s.Route(project, DefaultRouteName(n)) != nil {
+		if err := t.DeleteRoute(project, DefaultRouteName(n)); err != nil {
+			return err
+		}
+	}
 	t.deleteNetwork(p, name)
 	return nil
+}
+
+// DefaultRouteName names a network's default internet route the way GCE
+// does: "default-route-" and a hex string derived from the network.
+func DefaultRouteName(n *Network) string { return fmt.Sprintf("default-route-%016x", n.ID) }
+
+// CreateDefaultRoute adds the route to the internet gateway that GCE gives
+// every new network (the GCE dialect calls it; a network made by another
+// dialect has none). DeleteNetwork removes it with the network.
+func (t *Txn) CreateDefaultRoute(project, network string) error {
+	n := t.s.Network(project, network)
+	if n == nil {
+		return notFound("network", NetworkKey(project, network))
+	}
+	_, err := t.CreateRoute(Route{Project: project, Name: DefaultRouteName(n), Network: network,
+		Description: "Default route to the Internet.", DestRange: netip.MustParsePrefix("0.0.0.0/0"),
+		Priority: 1000, NextHopGateway: DefaultInternetGateway})
+	return err
 }
 
 func isAutoSubnet(sn *Subnet) bool {

@@ -277,7 +277,7 @@ func (s *State) checkNextHopIPIsPrimary(project, network string, a netip.Addr) e
 			return errf(Invalid, "nextHopIp", a.String(),
 				"The next hop IP %s is an alias IP (alias IP range %s of %s); an alias IP is not supported as a next hop: use the instance's primary IP.", a, q, s.holderName(o))
 		}
-		if ifc := s.InterfaceByIP(project, a); ifc == nil || ifc.Network != network {
+		if ifc := s.InterfaceInNetwork(project, network, a); ifc == nil {
 			return errf(Invalid, "nextHopIp", a.String(),
 				"The next hop IP %s is an alias IP of %s; an alias IP is not supported as a next hop: use the instance's primary IP.", a, s.holderName(o))
 		}
@@ -459,8 +459,8 @@ func (s *State) RouteNextHop(r *Route) (*Instance, *Interface, []RouteWarning) {
 				fmt.Sprintf("Next hop instance '%s' has no network interface in network '%s'.", InstanceKey(r.Project, zone, name), r.Network)}}
 		}
 	case r.NextHopIP.IsValid():
-		ifc = s.InterfaceByIP(r.Project, r.NextHopIP)
-		if ifc == nil || ifc.Network != r.Network || ifc.Instance == "" {
+		ifc = s.InterfaceInNetwork(r.Project, r.Network, r.NextHopIP)
+		if ifc == nil || ifc.Instance == "" {
 			return nil, nil, []RouteWarning{{WarnNextHopAddressNotAssigned,
 				fmt.Sprintf("Next hop address %s is not the primary IP of any instance in network '%s'.", r.NextHopIP, r.Network)}}
 		}

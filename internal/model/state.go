@@ -55,6 +55,9 @@ type project struct {
 	// Cloud Router and Cloud DNS (router.go, dnszone.go).
 	routers  map[string]*Router  // "REGION/NAME"
 	dnsZones map[string]*DNSZone // managed zones by name
+	// Kubernetes clusters, nodes and service IPs (cluster.go); nil
+	// until the project has a cluster.
+	k8s *k8sIndex
 }
 
 // netIndex holds one network's ranges. Ranges of one network never

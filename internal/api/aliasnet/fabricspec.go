@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +22,10 @@ import (
 //
 // With lastEtag the request is held until the spec's etag differs from E
 // or timeoutSec (default 30, at most 300) passes; the answer is then the
-// current spec either way. `aliasnet lab` follows it; any data plane can.
+// current spec either way. The answer is JSON, or with "Accept:
+// application/x-aliasnet-spec+gob" the gob form (fabric.DecodeGob), which
+// a 10,000-alias data plane decodes several times faster. `aliasnet lab`
+// follows it; any data plane can.
 const FabricSpecPattern = "GET /aliasnet/v1/projects/{project}/fabricSpec"
 
 // FabricSpecHandler serves FabricSpecPattern from the control plane.
@@ -39,7 +43,8 @@ type specHandler struct {
 type specCached struct {
 	rev  int64
 	spec *fabric.Spec
-	body []byte
+	gob  []byte
+	json *[]byte // made on first use
 }
 
 // get returns the project's spec at the current revision, compiled at
@@ -62,11 +67,11 @@ func (h *specHandler) get(project string) (specCached, error) {
 	if err != nil {
 		return specCached{}, err
 	}
-	b, err := json.Marshal(s)
+	b, err := s.EncodeGob()
 	if err != nil {
 		return specCached{}, err
 	}
-	c := specCached{rev: rev, spec: s, body: b}
+	c := specCached{rev: rev, spec: s, gob: b, json: new([]byte)}
 	h.mu.Lock()
 	if len(h.cache) > 64 {
 		clear(h.cache)
@@ -99,13 +104,13 @@ func (h *specHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if last == "" || c.spec.ETag != last {
-			h.write(w, c)
+			h.write(w, r, c)
 			return
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
-			h.write(w, c)
+			h.write(w, r, c)
 			return
 		case <-r.Context().Done():
 			return
@@ -113,9 +118,27 @@ func (h *specHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *specHandler) write(w http.ResponseWriter, c specCached) {
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+func (h *specHandler) write(w http.ResponseWriter, r *http.Request, c specCached) {
 	w.Header().Set("ETag", c.spec.ETag)
+	if strings.Contains(r.Header.Get("Accept"), fabric.GobContentType) {
+		w.Header().Set("Content-Type", fabric.GobContentType)
+		w.WriteHeader(http.StatusOK)
+		w.Write(c.gob)
+		return
+	}
+	h.mu.Lock()
+	if *c.json == nil {
+		b, err := json.Marshal(c.spec)
+		if err != nil {
+			h.mu.Unlock()
+			writeError(w, http.StatusInternalServerError, "backendError", "Internal error: "+err.Error())
+			return
+		}
+		*c.json = b
+	}
+	b := *c.json
+	h.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.WriteHeader(http.StatusOK)
-	w.Write(c.body)
+	w.Write(b)
 }

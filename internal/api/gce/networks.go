@@ -70,6 +70,9 @@ func (a *API) insertNetwork(q *req) {
 		if err != nil {
 			return 0, nil, err
 		}
+		if err := tx.CreateDefaultRoute(q.project, nn.Name); err != nil {
+			return 0, nil, err
+		}
 		return nn.ID, nil, nil
 	})
 }
