@@ -104,7 +104,14 @@ func TestNetworkPolicyVerbs(t *testing.T) {
 	}
 	out, _ = e.ok("routes", "list", "--network=vpc")
 	wantRow(t, out, "via-vm1", "vpc", "192.170.0.0/16", "10.128.0.3", "5")
-	if len(rows(out)) != 5 { // header, 2 subnet routes, 2 static
+	hasDefault := false
+	for _, r := range rows(out)[1:] {
+		hasDefault = hasDefault || strings.HasPrefix(r[0], "default-route-") && strings.Join(r[1:], " ") == "vpc 0.0.0.0/0 default-internet-gateway 1000"
+	}
+	if !hasDefault {
+		t.Fatalf("no default internet route in:\n%s", out)
+	}
+	if len(rows(out)) != 6 { // header, default route, 2 subnet routes, 2 static
 		t.Fatalf("routes list:\n%s", out)
 	}
 	out, _ = e.ok("routes", "describe", "to-onprem")

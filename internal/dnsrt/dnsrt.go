@@ -15,12 +15,15 @@ package dnsrt
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +34,7 @@ import (
 	"github.com/aliasnet/aliasnet/internal/control"
 	"github.com/aliasnet/aliasnet/internal/dnsserver"
 	"github.com/aliasnet/aliasnet/internal/model"
+	"github.com/aliasnet/aliasnet/internal/store"
 )
 
 // Config is the runtime's part of `aliasnet serve`.
@@ -59,6 +63,9 @@ type Runtime struct {
 
 	clients atomic.Pointer[clientIndex]
 	gen     atomic.Int64 // tables built so far
+	// ifcKeys is, per interface key, what the served table depends on
+	// (written by the serving loop only).
+	ifcKeys map[string]ifcKey
 
 	ready chan struct{}
 	addr  atomic.Pointer[net.UDPAddr]
@@ -134,14 +141,13 @@ func addrOf(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
-// Snapshot turns the model into what dnsserver serves, and the client
-// index. Instances: nic0's primary IPv4 only (never alias IPs, never other
-// NICs), in nic0's network. Zones: private zones with networks are visible
-// to those; private zones without networks are not served; public zones
-// are visible to every client.
-func Snapshot(st *model.State) (dnsserver.Snapshot, *clientIndex) {
+// Snapshot turns the model into what dnsserver serves. Instances: nic0's
+// primary IPv4 only (never alias IPs, never other NICs), in nic0's network.
+// Zones: private zones with networks are visible to those; private zones
+// without networks are not served; public zones are visible to every
+// client.
+func Snapshot(st *model.State) dnsserver.Snapshot {
 	var snap dnsserver.Snapshot
-	ci := &clientIndex{primary: map[netip.Addr]string{}, aliases: &bart.Table[string]{}}
 	for _, p := range st.Projects() {
 		for _, in := range st.Instances(p, "") {
 			nics := st.NICs(in)
@@ -151,15 +157,6 @@ func Snapshot(st *model.State) (dnsserver.Snapshot, *clientIndex) {
 			nic0 := nics[0]
 			snap.Instances = append(snap.Instances, dnsserver.Instance{Project: in.Project, Zone: in.Zone, Name: in.Name,
 				IP: nic0.IP, Network: NetworkKey(p, nic0.Network)})
-		}
-		for _, ifc := range st.Interfaces(p) {
-			nk := NetworkKey(p, ifc.Network)
-			if _, dup := ci.primary[ifc.IP]; !dup {
-				ci.primary[ifc.IP] = nk
-			}
-			for _, al := range ifc.Aliases {
-				ci.aliases.Insert(al.Range, nk)
-			}
 		}
 		for _, z := range st.DNSZones(p) {
 			dz := dnsserver.Zone{Project: z.Project, Name: z.Name, DNSName: z.DNSName}
@@ -175,7 +172,35 @@ func Snapshot(st *model.State) (dnsserver.Snapshot, *clientIndex) {
 			snap.Zones = append(snap.Zones, dz)
 		}
 	}
-	return snap, ci
+	return snap
+}
+
+// ifcKey is what of an interface the table depends on (not its aliases).
+type ifcKey struct {
+	ip       netip.Addr
+	network  string
+	instance string
+	device   int
+}
+
+// clientIndexOf indexes every interface's primary IP and alias ranges by
+// network, and records what the table depends on of each interface.
+func clientIndexOf(st *model.State) (*clientIndex, map[string]ifcKey) {
+	ci := &clientIndex{primary: map[netip.Addr]string{}, aliases: &bart.Table[string]{}}
+	keys := map[string]ifcKey{}
+	for _, p := range st.Projects() {
+		for _, ifc := range st.Interfaces(p) {
+			nk := NetworkKey(p, ifc.Network)
+			if _, dup := ci.primary[ifc.IP]; !dup {
+				ci.primary[ifc.IP] = nk
+			}
+			for _, al := range ifc.Aliases {
+				ci.aliases.Insert(al.Range, nk)
+			}
+			keys[model.InterfaceKey(p, ifc.ID)] = ifcKey{ifc.IP, ifc.Network, ifc.Instance, ifc.Device}
+		}
+	}
+	return ci, keys
 }
 
 // build builds a table; when the whole snapshot does not build (a record
@@ -191,19 +216,31 @@ func (rt *Runtime) build(snap dnsserver.Snapshot) *dnsserver.Table {
 	if _, err := dnsserver.Build(dnsserver.Snapshot{Instances: snap.Instances}); err == nil {
 		keep.Instances = snap.Instances
 	} else {
+		// Instances that fail alone (a name that is not a DNS label)...
+		var valid []dnsserver.Instance
 		for _, in := range snap.Instances {
-			try := dnsserver.Snapshot{Instances: append(keep.Instances, in)}
-			if _, err := dnsserver.Build(dnsserver.Snapshot{Instances: []dnsserver.Instance{in}}); err == nil {
-				if _, err := dnsserver.Build(try); err == nil {
-					keep.Instances = try.Instances
+			if _, err := dnsserver.Build(dnsserver.Snapshot{Instances: []dnsserver.Instance{in}}); err != nil {
+				rt.log.Warn("dns: instance not served", "instance", in.Project+"/"+in.Zone+"/"+in.Name, "err", err)
+				continue
+			}
+			valid = append(valid, in)
+		}
+		if _, err := dnsserver.Build(dnsserver.Snapshot{Instances: valid}); err == nil {
+			keep.Instances = valid
+		} else {
+			// ...then those that collide (the model prevents it; quadratic, last resort).
+			for _, in := range valid {
+				try := dnsserver.Snapshot{Instances: append(slices.Clip(keep.Instances), in)}
+				if _, err := dnsserver.Build(try); err != nil {
+					rt.log.Warn("dns: instance not served", "instance", in.Project+"/"+in.Zone+"/"+in.Name, "err", err)
 					continue
 				}
+				keep.Instances = try.Instances
 			}
-			rt.log.Warn("dns: instance not served", "instance", in.Project+"/"+in.Zone+"/"+in.Name)
 		}
 	}
 	for _, z := range snap.Zones {
-		try := dnsserver.Snapshot{Instances: keep.Instances, Zones: append(keep.Zones, z)}
+		try := dnsserver.Snapshot{Instances: keep.Instances, Zones: append(slices.Clip(keep.Zones), z)}
 		if _, err := dnsserver.Build(try); err != nil {
 			rt.log.Warn("dns: managed zone not served", "zone", z.Project+"/"+z.Name, "err", err)
 			continue
@@ -222,15 +259,59 @@ func (rt *Runtime) build(snap dnsserver.Snapshot) *dnsserver.Table {
 func (rt *Runtime) Rebuild() {
 	var snap dnsserver.Snapshot
 	var ci *clientIndex
-	rt.svc.Read(func(st *model.State) { snap, ci = Snapshot(st) })
+	var keys map[string]ifcKey
+	rt.svc.Read(func(st *model.State) {
+		snap = Snapshot(st)
+		ci, keys = clientIndexOf(st)
+	})
 	t := rt.build(snap)
 	if t == nil {
 		return
 	}
 	rt.clients.Store(ci)
+	rt.ifcKeys = keys
 	rt.scoped.Update(t)
 	rt.all.Update(t)
 	rt.gen.Add(1)
+}
+
+// RebuildIndex refreshes only the client index (alias ranges changed,
+// nothing the table shows).
+func (rt *Runtime) RebuildIndex() {
+	var ci *clientIndex
+	var keys map[string]ifcKey
+	rt.svc.Read(func(st *model.State) { ci, keys = clientIndexOf(st) })
+	rt.clients.Store(ci)
+	rt.ifcKeys = keys
+}
+
+// classify says what a committed change means for DNS: a full rebuild
+// (instances, zones, networks, an interface's address or attachment), an
+// index refresh (only an interface's alias ranges), or nothing.
+func (rt *Runtime) classify(ev store.Event) (full, index bool) {
+	for _, k := range ev.Deletes {
+		switch {
+		case strings.Contains(k, "/instances/"), strings.Contains(k, "/managedZones/"),
+			strings.Contains(k, "/interfaces/"), strings.Contains(k, "/global/networks/"):
+			return true, false
+		}
+	}
+	for _, kv := range ev.Puts {
+		k := kv.Key
+		switch {
+		case strings.Contains(k, "/operations/"), strings.Contains(k, "/requests/"):
+		case strings.Contains(k, "/instances/"), strings.Contains(k, "/managedZones/"), strings.Contains(k, "/global/networks/"):
+			return true, false
+		case strings.Contains(k, "/interfaces/"):
+			var ifc model.Interface
+			old, ok := rt.ifcKeys[k]
+			if !ok || json.Unmarshal(kv.Value, &ifc) != nil || old != (ifcKey{ifc.IP, ifc.Network, ifc.Instance, ifc.Device}) {
+				return true, false
+			}
+			index = true
+		}
+	}
+	return false, index
 }
 
 // Ready is closed once the listeners are bound and the first table is
@@ -276,7 +357,7 @@ func (rt *Runtime) Listen() (net.PacketConn, net.Listener, error) {
 // Serve answers on pc and ln (from Listen) and rebuilds the table after
 // every commit, until ctx ends.
 func (rt *Runtime) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
-	ch, _ := rt.svc.Changed()
+	_, rev := rt.svc.Changed()
 	rt.Rebuild()
 	var started sync.WaitGroup
 	started.Add(2)
@@ -302,7 +383,7 @@ func (rt *Runtime) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener
 		rt.addr.Store(pc.LocalAddr().(*net.UDPAddr))
 		close(rt.ready)
 		rt.log.Info("internal DNS serving", "udp", pc.LocalAddr().String(), "tcp", ln.Addr().String(), "all_networks_from", rt.cfg.AllNetworks)
-		err = rt.loop(ctx, ch, errc)
+		err = rt.loop(ctx, rev, errc)
 	case err = <-errc:
 	}
 	shCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -319,16 +400,62 @@ func (rt *Runtime) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener
 	return nil
 }
 
-func (rt *Runtime) loop(ctx context.Context, ch <-chan struct{}, errc <-chan error) error {
+// loop follows the control plane's change stream (DESIGN §2): after each
+// batch of committed changes it rebuilds what they touch. When the stream
+// is lost (compaction, a slow reader) it rebuilds everything and resumes.
+func (rt *Runtime) loop(ctx context.Context, rev int64, errc <-chan error) error {
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-errc:
-			return err
-		case <-ch:
+		evs, err := rt.svc.Watch(ctx, rev)
+		if err != nil {
+			rt.log.Warn("dns: change stream lost; rebuilding", "rev", rev, "err", err)
+			_, rev = rt.svc.Changed()
+			rt.Rebuild()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
-		ch, _ = rt.svc.Changed()
-		rt.Rebuild()
+		for open := true; open; {
+			var ev store.Event
+			select {
+			case <-ctx.Done():
+				return nil
+			case err := <-errc:
+				return err
+			case ev, open = <-evs:
+			}
+			if !open {
+				if ctx.Err() != nil {
+					return nil
+				}
+				_, rev = rt.svc.Changed()
+				rt.Rebuild()
+				break
+			}
+			full, index := rt.classify(ev)
+			rev = ev.Rev
+			// Coalesce what is already queued.
+		drain:
+			for {
+				select {
+				case ev2, ok := <-evs:
+					if !ok {
+						break drain
+					}
+					f, i := rt.classify(ev2)
+					full, index, rev = full || f, index || i, ev2.Rev
+				default:
+					break drain
+				}
+			}
+			switch {
+			case full:
+				rt.Rebuild()
+			case index:
+				rt.RebuildIndex()
+			}
+		}
 	}
 }

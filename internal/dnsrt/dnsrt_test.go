@@ -2,6 +2,7 @@ package dnsrt
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -9,10 +10,12 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/aliasnet/aliasnet/internal/control"
+	"github.com/aliasnet/aliasnet/internal/dnsserver"
 	"github.com/aliasnet/aliasnet/internal/model"
 	"github.com/aliasnet/aliasnet/internal/store"
 )
@@ -20,7 +23,7 @@ import (
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
-func newService(t *testing.T) *control.Service {
+func newService(t testing.TB) *control.Service {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "dns.db"), store.BoltOptions{NoSync: true})
 	if err != nil {
@@ -34,7 +37,7 @@ func newService(t *testing.T) *control.Service {
 	return svc
 }
 
-func do(t *testing.T, svc *control.Service, m func(tx *model.Txn) error) {
+func do(t testing.TB, svc *control.Service, m func(tx *model.Txn) error) {
 	t.Helper()
 	_, err := svc.Do(context.Background(), control.Op{Project: "p", Scope: "global", Type: "test"}, func(tx *model.Txn) (uint64, any, error) {
 		return 0, nil, m(tx)
@@ -94,7 +97,7 @@ func TestSnapshotPublishesNic0PrimaryOnly(t *testing.T) {
 	var snap = func() []string {
 		var out []string
 		svc.Read(func(st *model.State) {
-			s, _ := Snapshot(st)
+			s := Snapshot(st)
 			for _, in := range s.Instances {
 				out = append(out, in.Name+"="+in.IP.String()+"@"+in.Network)
 			}
@@ -194,4 +197,123 @@ func TestRebuildFollowsChanges(t *testing.T) {
 	if n := rt.NetworkOf(ip("10.0.0.10")); n != "" {
 		t.Errorf("deleted instance's address still placed in %q", n)
 	}
+}
+
+// TestBuildDropsWhatFails: a zone the DNS server refuses (here: a CNAME
+// beside an A record, which the model never lets through) is left out and
+// logged; every instance and the other zones are still served.
+func TestBuildDropsWhatFails(t *testing.T) {
+	svc, rt := fixture(t)
+	var snap dnsserver.Snapshot
+	svc.Read(func(st *model.State) { snap = Snapshot(st) })
+	snap.Zones = append(snap.Zones, dnsserver.Zone{Project: "p", Name: "broken", DNSName: "broken.internal.", RRSets: []dnsserver.RRSet{
+		{Name: "x.broken.internal.", Type: "A", TTL: 60, RRDatas: []string{"10.9.9.9"}},
+		{Name: "x.broken.internal.", Type: "CNAME", TTL: 60, RRDatas: []string{"y.broken.internal."}},
+	}})
+	if _, err := dnsserver.Build(snap); err == nil {
+		t.Fatal("the broken zone builds; the test needs one that does not")
+	}
+	tab := rt.build(snap)
+	if tab == nil {
+		t.Fatal("nothing served")
+	}
+	rt.all.Update(tab)
+	if rcode, ans := query(rt, "127.0.0.1", "vm-a.c.p.internal"); rcode != dns.RcodeSuccess || !slices.Equal(ans, []string{"10.0.0.10"}) {
+		t.Errorf("instances not served after a bad zone: %s %v", dns.RcodeToString[rcode], ans)
+	}
+	if rcode, ans := query(rt, "127.0.0.1", "web.svc.internal"); rcode != dns.RcodeSuccess || len(ans) != 1 {
+		t.Errorf("good zone not served: %s %v", dns.RcodeToString[rcode], ans)
+	}
+	if rcode, _ := query(rt, "127.0.0.1", "x.broken.internal"); rcode != dns.RcodeNameError {
+		t.Errorf("broken zone: %s, want it left out (NXDOMAIN from internal.)", dns.RcodeToString[rcode])
+	}
+}
+
+// TestClassify: only changes DNS shows trigger a table rebuild; an
+// interface's alias ranges only refresh the client index; operations,
+// subnets and learned routes do nothing.
+func TestClassify(t *testing.T) {
+	svc, rt := fixture(t)
+	var ifc model.Interface
+	svc.Read(func(st *model.State) {
+		in := st.Instance("p", "us-central1-a", "vm-a")
+		ifc = *st.NICs(in)[0]
+	})
+	key := model.InterfaceKey("p", ifc.ID)
+	put := func(v model.Interface) store.Event {
+		b, _ := json.Marshal(v)
+		return store.Event{Puts: []store.KV{{Key: key, Value: b}}}
+	}
+	aliasOnly := ifc
+	aliasOnly.Aliases = append(aliasOnly.Aliases, model.Alias{Range: pfx("172.16.1.0/24"), RangeName: "pods"})
+	moved := ifc
+	moved.IP = ip("10.0.0.11")
+	for _, tc := range []struct {
+		name        string
+		ev          store.Event
+		full, index bool
+	}{
+		{"alias ranges only", put(aliasOnly), false, true},
+		{"primary IP", put(moved), true, false},
+		{"instance", store.Event{Puts: []store.KV{{Key: model.InstanceKey("p", "us-central1-a", "vm-c"), Value: []byte("{}")}}}, true, false},
+		{"zone", store.Event{Deletes: []string{model.DNSZoneKey("p", "z")}}, true, false},
+		{"operation and learned routes", store.Event{Puts: []store.KV{{Key: "projects/p/global/operations/op-1", Value: []byte("{}")},
+			{Key: model.DynamicRoutesKey("p", "a"), Value: []byte("{}")}, {Key: model.SubnetKey("p", "us-central1", "sa"), Value: []byte("{}")}}}, false, false},
+	} {
+		if full, index := rt.classify(tc.ev); full != tc.full || index != tc.index {
+			t.Errorf("%s: full=%v index=%v, want %v %v", tc.name, full, index, tc.full, tc.index)
+		}
+	}
+}
+
+// TestServeFollowsChangeStream: the real listener over UDP, and the watch
+// loop: a deleted instance and a new record are answered differently
+// right after their commits.
+func TestServeFollowsChangeStream(t *testing.T) {
+	svc, _ := fixture(t)
+	rt := New(svc, Config{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	pc, ln, err := rt.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Serve(ctx, pc, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	<-rt.Ready()
+	c := &dns.Client{Timeout: 2 * time.Second}
+	ask := func(name string) (int, int) {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		r, _, err := c.Exchange(m, rt.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Rcode, len(r.Answer)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out: %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if rcode, n := ask("vm-a.c.p.internal"); rcode != dns.RcodeSuccess || n != 1 {
+		t.Fatalf("vm-a: %s %d", dns.RcodeToString[rcode], n)
+	}
+	do(t, svc, func(tx *model.Txn) error { return tx.DeleteInstance("p", "us-central1-a", "vm-a") })
+	waitFor("vm-a gone", func() bool { rcode, _ := ask("vm-a.c.p.internal"); return rcode == dns.RcodeNameError })
+	do(t, svc, func(tx *model.Txn) error {
+		_, _, err := tx.ChangeRRSets("p", "z", []model.DNSRecordSet{{Name: "db.svc.internal.", Type: "A", TTL: 60, RRDatas: []string{"172.16.0.6"}}}, nil)
+		return err
+	})
+	waitFor("db present", func() bool { rcode, n := ask("db.svc.internal"); return rcode == dns.RcodeSuccess && n == 1 })
 }

@@ -63,6 +63,9 @@ func (t *Txn) DeleteNetwork(project, name string) error {
 	for _, ifc := range sortedValues(p.interfaces, func(i *Interface) bool { return i.Network == name }) {
 		return &Error{Code: FailedPrecondition, Reason: fmt.Sprintf("The network resource '%s' is already being used by '%s'", NetworkKey(project, name), t.s.interfaceUser(ifc))}
 	}
+	for _, r := range t.s.RoutersOfNetwork(project, name) {
+		return &Error{Code: FailedPrecondition, Reason: fmt.Sprintf("The network resource '%s' is already being used by '%s'", NetworkKey(project, name), RouterKey(project, r.Region, r.Name))}
+	}
 	for _, user := range t.s.NetworkPolicyUsers(project, name) {
 		if user == RouteKey(project, DefaultRouteName(n)) {
 			continue

@@ -356,7 +356,7 @@ func (rt *Runtime) speakerConfig(cur *routerRT, g group, listening bool) bgp.Con
 	}
 	ep := netip.AddrPortFrom(addr, rt.cfg.Listen.Port())
 	if owner := rt.owners[ep]; owner != nil && !slices.Contains(cur.speakers, owner) {
-		rt.log.Warn("listen endpoint taken by another router: this router's speaker only connects", "router", cur.key, "endpoint", ep)
+		rt.log.Debug("listen endpoint taken by another router: this router's speaker only connects", "router", cur.key, "endpoint", ep)
 		return c
 	}
 	c.ListenAddr, c.ListenPort = addr, int32(ep.Port())
@@ -601,35 +601,43 @@ var gceStates = map[string]string{
 // RouterStatus reports the live sessions of a router; ok is false when the
 // runtime runs no speaker for it (no BGP, no enabled peer, or not yet).
 func (rt *Runtime) RouterStatus(project, region, name string) (RouterStatus, bool) {
+	// Copy what the loop may replace; configure swaps in new maps and
+	// slices, never mutating the ones handed out here.
+	type view struct {
+		sp    *bgp.Speaker
+		names map[netip.Addr]string
+		peers []bgp.Peer
+	}
+	var views []view
 	rt.mu.Lock()
-	cur := rt.routers[model.RouterKey(project, region, name)]
-	var speakers []*speakerRT
-	if cur != nil {
-		speakers = slices.Clone(cur.speakers)
+	if cur := rt.routers[model.RouterKey(project, region, name)]; cur != nil {
+		for _, s := range cur.speakers {
+			views = append(views, view{s.sp, s.names, s.peers})
+		}
 	}
 	rt.mu.Unlock()
-	if len(speakers) == 0 {
+	if len(views) == 0 {
 		return RouterStatus{}, false
 	}
 	var out RouterStatus
-	for _, s := range speakers {
-		sts, err := s.sp.Status()
+	for _, v := range views {
+		sts, err := v.sp.Status()
 		if err != nil {
 			continue // stopped meanwhile
 		}
 		meds := map[netip.Addr]uint32{}
-		for _, p := range s.peers {
+		for _, p := range v.peers {
 			meds[p.Address] = p.MED
 		}
 		for _, st := range sts {
-			ps := PeerStatus{Name: s.names[st.Address], PeerIP: st.Address, State: cmp.Or(gceStates[st.State], st.State),
+			ps := PeerStatus{Name: v.names[st.Address], PeerIP: st.Address, State: cmp.Or(gceStates[st.State], st.State),
 				Up: st.State == "ESTABLISHED", Uptime: st.Uptime, Learned: st.Learned}
 			for _, p := range st.Advertised {
 				ps.Advertised = append(ps.Advertised, bgp.Route{Prefix: p, MED: meds[st.Address]})
 			}
 			out.Peers = append(out.Peers, ps)
 		}
-		out.Learned = append(out.Learned, s.sp.Learned()...)
+		out.Learned = append(out.Learned, v.sp.Learned()...)
 	}
 	slices.SortFunc(out.Learned, func(a, b bgp.Route) int {
 		return cmp.Or(a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), a.NextHop.Compare(b.NextHop))

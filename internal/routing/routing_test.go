@@ -9,7 +9,7 @@ import (
 )
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
-func ip(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
 var seedRanges = []netip.Prefix{pfx("10.128.0.0/16"), pfx("172.16.0.0/20")}
 

@@ -496,6 +496,24 @@ func (q *req) apply(z *model.DNSZone, opType string, adds, dels []model.DNSRecor
 	return ch, err
 }
 
+// single renames a change's field paths for the one-rrset endpoints
+// (rrsets create/patch/delete), which have no additions[]/deletions[].
+func single(err error) error {
+	var me *model.Error
+	if !errors.As(err, &me) {
+		return err
+	}
+	e := *me
+	for _, p := range []string{"additions[0]", "deletions[0]"} {
+		if e.Field == p {
+			e.Field = ""
+		}
+		e.Field = strings.TrimPrefix(e.Field, p+".")
+		e.Reason = strings.ReplaceAll(e.Reason, "entity.change."+p, "entity.rrset")
+	}
+	return &e
+}
+
 func (a *API) createRRSet(q *req) {
 	var in dnsv1.ResourceRecordSet
 	raw, ok := q.decode(&in)
@@ -509,6 +527,7 @@ func (a *API) createRRSet(q *req) {
 	r, err := rrsetFromWire(&in, raw, z.DNSName, "", true)
 	if err == nil {
 		_, err = q.apply(z, "createRRSet", []model.DNSRecordSet{r}, nil)
+		err = single(err)
 	}
 	if err != nil {
 		q.fail(err)
@@ -585,6 +604,7 @@ func (a *API) patchRRSet(q *req) {
 	r, err := rrsetFromWire(&in, raw, z.DNSName, "", true)
 	if err == nil {
 		_, err = q.apply(z, "patchRRSet", []model.DNSRecordSet{r}, []model.DNSRecordSet{old})
+		err = single(err)
 	}
 	if err != nil {
 		q.fail(err)
@@ -603,7 +623,7 @@ func (a *API) deleteRRSet(q *req) {
 		return
 	}
 	if _, err := q.apply(z, "deleteRRSet", nil, []model.DNSRecordSet{old}); err != nil {
-		q.fail(err)
+		q.fail(single(err))
 		return
 	}
 	q.reply(struct{}{})
