@@ -38,14 +38,26 @@ func TestDNSZoneRules(t *testing.T) {
 
 	// Same dnsName: fine for disjoint networks, refused when a network
 	// would see both (the DNS server could not choose).
-	f.must(func(tx *Txn) error { _, err := tx.CreateDNSZone(privateZone("a", "Corp.Internal.", "p/vpc")); return err })
+	f.must(func(tx *Txn) error {
+		_, err := tx.CreateDNSZone(privateZone("a", "Corp.Internal.", "p/vpc"))
+		return err
+	})
 	if z := f.s.DNSZone("p", "a"); z.DNSName != "corp.internal." {
 		t.Errorf("dnsName not normalised: %q", z.DNSName)
 	}
-	f.must(func(tx *Txn) error { _, err := tx.CreateDNSZone(privateZone("b", "corp.internal.", "p/vpc2")); return err })
-	err := f.run(func(tx *Txn) error { _, err := tx.CreateDNSZone(privateZone("c", "corp.internal.", "p/vpc2")); return err })
+	f.must(func(tx *Txn) error {
+		_, err := tx.CreateDNSZone(privateZone("b", "corp.internal.", "p/vpc2"))
+		return err
+	})
+	err := f.run(func(tx *Txn) error {
+		_, err := tx.CreateDNSZone(privateZone("c", "corp.internal.", "p/vpc2"))
+		return err
+	})
 	wantField(t, err, Invalid, "dnsName", "network 'p/vpc2'")
-	err = f.run(func(tx *Txn) error { _, err := tx.CreateDNSZone(privateZone("a", "other.internal.", "p/vpc2")); return err })
+	err = f.run(func(tx *Txn) error {
+		_, err := tx.CreateDNSZone(privateZone("a", "other.internal.", "p/vpc2"))
+		return err
+	})
 	if CodeOf(err) != AlreadyExists {
 		t.Errorf("duplicate zone name: %v", err)
 	}

@@ -36,7 +36,9 @@ func TestRouterRules(t *testing.T) {
 		{"duplicate range", func(r *Router) {
 			r.BGP.Mode, r.BGP.Ranges = AdvertiseCustom, []AdvertisedRange{{Range: pfx("10.0.0.0/8")}, {Range: pfx("10.0.0.0/8")}}
 		}, Invalid, "bgp.advertisedIpRanges[1].range", "twice"},
-		{"host bits", func(r *Router) { r.BGP.Mode, r.BGP.Ranges = AdvertiseCustom, []AdvertisedRange{{Range: pfx("10.0.0.1/8")}} }, Invalid, "bgp.advertisedIpRanges[0].range", "10.0.0.0/8"},
+		{"host bits", func(r *Router) {
+			r.BGP.Mode, r.BGP.Ranges = AdvertiseCustom, []AdvertisedRange{{Range: pfx("10.0.0.1/8")}}
+		}, Invalid, "bgp.advertisedIpRanges[0].range", "10.0.0.0/8"},
 		{"keepalive", func(r *Router) { r.BGP.KeepaliveInterval = 5 }, Invalid, "bgp.keepaliveInterval", "20 and 60"},
 		{"interface range is a network", func(r *Router) { r.Interfaces[0].IPRange = pfx("169.254.0.0/30") }, Invalid, "interfaces[0].ipRange", "169.254.0.1/30"},
 		{"duplicate interface", func(r *Router) { r.Interfaces = append(r.Interfaces, r.Interfaces[0]) }, Invalid, "interfaces[1].name", "twice"},
