@@ -16,25 +16,34 @@ import (
 )
 
 // Kernel objects the fabric owns in a router namespace (or on a host).
+//
+// Policy routing: a packet entering through port P first looks up
+// TableDeliver (the delivery entries: primary IPs and alias ranges of the
+// network's interfaces, no default), then P's VPC route table. Delivery
+// entries lie inside subnet ranges, where no static or dynamic route is
+// ever used (netpolicy), so "delivery first" gives the same answer as one
+// longest-prefix match over both, with one copy of the 10,000 alias
+// entries whatever the number of route tables.
 const (
-	// TableDeliver holds only the delivery entries (primary IPs and alias
-	// ranges of the network's interfaces): packets coming from a peered
-	// network's fabric and packets the router itself sends (the metadata
-	// proxy's replies) use it. Peering is not transitive because a peer's
-	// packets never see this network's VPC routes.
 	TableDeliver = 999
+	// TableDrop holds only a blackhole default: packets from a peered
+	// network's fabric that no delivery entry takes end there (peering is
+	// not transitive: they never see this network's VPC routes).
+	TableDrop = 998
 	// TableBase + RouteTable.ID is the kernel table of a netpolicy route
-	// table (the routes one group of instances sees).
+	// table (the routes one group of instances sees), ending with a
+	// blackhole default when the VPC has no default route.
 	TableBase = 1000
-	// RulePriority is the priority of the fabric's `ip rule`s (before
-	// main at 32766).
+	// RulePriority and RulePriority+1 are the priorities of the fabric's
+	// `ip rule`s (before main at 32766).
 	RulePriority = 100
 	// RouteProtocol marks the fabric's routes (rtnetlink protocol number;
 	// the guest agent uses 66).
 	RouteProtocol = 77
-	// IGW is the dummy device the internet gateway (and BGP next hops
-	// outside the VPC) route to: packets sent there are counted by
-	// nftables and dropped by the device (there is no internet in the lab).
+	// IGW is the device the internet gateway (and BGP next hops outside
+	// the VPC) route to: packets sent there are counted by nftables and
+	// dropped by the device (a dummy; a bridge without ports where the
+	// kernel has no dummy driver). There is no internet in the lab.
 	IGW = "igw0"
 	// NFTTable is the nftables table (family ip) of the fabric.
 	NFTTable = "aliasnet"
@@ -103,10 +112,11 @@ type KRoute struct {
 	Via   netip.Addr   `json:"via,omitzero"`
 }
 
-// KRule is one `ip rule`: packets entering through Iif use Table.
+// KRule is one `ip rule`: packets entering through Iif look up Table.
 type KRule struct {
-	Iif   string `json:"iif"`
-	Table int    `json:"table"`
+	Priority int    `json:"priority"`
+	Iif      string `json:"iif"`
+	Table    int    `json:"table"`
 }
 
 // NftSet is a named interval set of IPv4 addresses.
@@ -234,8 +244,8 @@ func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
 		}
 		pt := Port{Name: o.Names.Port(project, fi.ID), Interface: fi.ID, Instance: fi.Instance, IP: fi.IP, Up: fi.Running,
 			Table: TableBase + fi.RouteTable, Ingress: chainName[fi.IngressChain], Egress: chainName[fi.EgressChain]}
-		if !fi.CanIPForward {
-			pt.AntiSpoof = ranges4(d.AntiSpoof[fi.ID])
+		if as, ok := nw.AntiSpoofOf(fi.ID); ok && as != nil && !fi.CanIPForward {
+			pt.AntiSpoof = ranges4(as)
 			if pt.AntiSpoof == nil {
 				pt.AntiSpoof = []netipx.IPRange{}
 			}
@@ -250,7 +260,9 @@ func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
 	// Delivery entries: the primary IP on the link, alias ranges via the
 	// primary IP (one neighbour entry per interface, whatever the number
 	// of aliases). A stopped instance receives nothing.
-	var deliver []KRoute
+	any4 := netip.MustParsePrefix("0.0.0.0/0")
+	p.Routes = make([]KRoute, 0, len(d.Forwarding)+16)
+	p.Routes = append(p.Routes, KRoute{Table: TableDrop, Dst: any4, Type: RouteBlackhole})
 	for _, f := range d.Forwarding {
 		if !f.Dst.Addr().Is4() {
 			continue
@@ -259,7 +271,7 @@ func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
 		if pt == nil {
 			continue
 		}
-		r := KRoute{Dst: f.Dst}
+		r := KRoute{Table: TableDeliver, Dst: f.Dst}
 		switch {
 		case !pt.Up:
 			r.Type = RouteBlackhole
@@ -268,38 +280,20 @@ func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
 		default:
 			r.Type, r.Dev, r.Via = RouteVia, pt.Name, pt.IP
 		}
-		deliver = append(deliver, r)
+		p.Routes = append(p.Routes, r)
 	}
-	any4 := netip.MustParsePrefix("0.0.0.0/0")
-	addTable := func(table int, vpc []KRoute) {
-		m := map[netip.Prefix]KRoute{}
-		for _, r := range vpc {
-			r.Table = table
-			m[r.Dst] = r
-		}
-		for _, r := range deliver {
-			r.Table = table
-			m[r.Dst] = r
-		}
-		if _, ok := m[any4]; !ok {
-			m[any4] = KRoute{Table: table, Dst: any4, Type: RouteBlackhole}
-		}
-		for _, r := range m {
-			p.Routes = append(p.Routes, r)
-		}
-	}
-	addTable(TableDeliver, nil)
 	for _, rt := range d.RouteTables {
-		var vpc []KRoute
+		table := TableBase + rt.ID
+		hasDefault := false
 		for _, r := range rt.Routes {
 			if !r.Dst.Addr().Is4() {
 				continue
 			}
-			kr := KRoute{Dst: r.Dst, Type: RouteBlackhole}
+			kr := KRoute{Table: table, Dst: r.Dst, Type: RouteBlackhole}
 			switch r.NextHop.Kind {
 			case netpolicy.HopNetwork:
-				// The owner's delivery entry (more specific) takes it;
-				// an address nobody holds is dropped.
+				// The owner's delivery entry (TableDeliver, looked up
+				// first) takes it; an address nobody holds is dropped.
 			case netpolicy.HopPeering:
 				if l, ok := peerLink[r.NextHop.Network]; ok {
 					kr.Type, kr.Dev = RouteDev, l
@@ -311,27 +305,37 @@ func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
 			case netpolicy.HopInternet, netpolicy.HopExternal:
 				kr.Type, kr.Dev = RouteDev, IGW
 			}
-			vpc = append(vpc, kr)
+			hasDefault = hasDefault || r.Dst.Bits() == 0
+			p.Routes = append(p.Routes, kr)
 		}
-		addTable(TableBase+rt.ID, vpc)
+		if !hasDefault {
+			p.Routes = append(p.Routes, KRoute{Table: table, Dst: any4, Type: RouteBlackhole})
+		}
 	}
-	slices.SortFunc(p.Routes, func(a, b KRoute) int {
-		return cmp.Or(cmp.Compare(a.Table, b.Table), a.Dst.Addr().Compare(b.Dst.Addr()), cmp.Compare(a.Dst.Bits(), b.Dst.Bits()))
-	})
+
+	// In the Router's order (sorted already when netpolicy's tables are).
+	if !slices.IsSortedFunc(p.Routes, routeOrder) {
+		slices.SortFunc(p.Routes, routeOrder)
+	}
 
 	for _, pt := range p.Ports {
-		p.Rules = append(p.Rules, KRule{Iif: pt.Name, Table: pt.Table})
+		p.Rules = append(p.Rules, KRule{Priority: RulePriority, Iif: pt.Name, Table: TableDeliver},
+			KRule{Priority: RulePriority + 1, Iif: pt.Name, Table: pt.Table})
 	}
 	for _, l := range p.PeerLinks {
-		p.Rules = append(p.Rules, KRule{Iif: l.Name, Table: TableDeliver})
+		p.Rules = append(p.Rules, KRule{Priority: RulePriority, Iif: l.Name, Table: TableDeliver},
+			KRule{Priority: RulePriority + 1, Iif: l.Name, Table: TableDrop})
 	}
-	p.Rules = append(p.Rules, KRule{Iif: "lo", Table: TableDeliver})
-	slices.SortFunc(p.Rules, func(a, b KRule) int { return cmp.Or(cmp.Compare(a.Iif, b.Iif), cmp.Compare(a.Table, b.Table)) })
+	// The router's own packets (the metadata proxy's answers).
+	p.Rules = append(p.Rules, KRule{Priority: RulePriority, Iif: "lo", Table: TableDeliver})
 
 	for _, s := range sets {
 		p.Sets = append(p.Sets, s)
 	}
 	slices.SortFunc(p.Sets, func(a, b NftSet) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(p.Rules, func(a, b KRule) int {
+		return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(a.Iif, b.Iif), cmp.Compare(a.Table, b.Table))
+	})
 	slices.SortFunc(p.Chains, func(a, b NftChain) int { return cmp.Compare(a.Name, b.Name) })
 	return p
 }
@@ -339,19 +343,32 @@ func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
 // ranges4 normalises the IPv4 prefixes of ps into sorted, non-overlapping,
 // non-adjacent ranges (what an nftables interval set holds).
 func ranges4(ps []netip.Prefix) []netipx.IPRange {
-	var b netipx.IPSetBuilder
-	n := 0
+	rs := make([]netipx.IPRange, 0, len(ps))
 	for _, p := range ps {
 		if p.Addr().Is4() {
-			b.AddPrefix(p.Masked())
-			n++
+			rs = append(rs, netipx.RangeOfPrefix(p.Masked()))
 		}
 	}
-	if n == 0 {
+	if len(rs) == 0 {
 		return nil
 	}
-	s, _ := b.IPSet()
-	return s.Ranges()
+	byFrom := func(a, b netipx.IPRange) int { return a.From().Compare(b.From()) }
+	if !slices.IsSortedFunc(rs, byFrom) {
+		slices.SortFunc(rs, byFrom)
+	}
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		last := &out[len(out)-1]
+		// Overlapping or adjacent: merge.
+		if r.From().Compare(last.To()) <= 0 || (last.To().Next().IsValid() && r.From() == last.To().Next()) {
+			if r.To().Compare(last.To()) > 0 {
+				*last = netipx.IPRangeFrom(last.From(), r.To())
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return slices.Clip(out)
 }
 
 var fullRange4 = netipx.IPRangeFrom(netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255}))
@@ -429,4 +446,15 @@ func compileChain(c netpolicy.Chain, sets map[string]NftSet) NftChain {
 	}
 	ch.Name = prefix + shortHash(12, string(b))
 	return ch
+}
+
+// routeOrder sorts routes by table, then destination.
+func routeOrder(a, b KRoute) int {
+	if a.Table != b.Table {
+		return a.Table - b.Table
+	}
+	if c := a.Dst.Addr().Compare(b.Dst.Addr()); c != 0 {
+		return c
+	}
+	return a.Dst.Bits() - b.Dst.Bits()
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -50,7 +51,7 @@ type Router struct {
 
 	inited  bool
 	ifindex map[string]int
-	routes  map[rkey]KRoute
+	routes  []KRoute // sorted by routeOrder
 	rules   map[KRule]bool
 	addrs   map[netip.Prefix]bool
 	tuned   map[string]int // link -> ifindex it was tuned at
@@ -59,16 +60,17 @@ type Router struct {
 	asRange map[string][]netipx.IPRange
 	chains  map[string]bool // firewall chains
 	last    Stats
-}
-
-type rkey struct {
-	table int
-	dst   netip.Prefix
+	// linkSig is the links the last Apply checked; linksDirty says the
+	// caller created or deleted links since.
+	linkSig    string
+	linksDirty bool
 }
 
 // Stats describe the last Apply.
 type Stats struct {
 	Took          time.Duration `json:"took"`
+	NftTook       time.Duration `json:"nftTook"`
+	RoutesTook    time.Duration `json:"routesTook"`
 	RoutesChanged int           `json:"routesChanged"`
 	RoutesDeleted int           `json:"routesDeleted"`
 	RulesChanged  int           `json:"rulesChanged"`
@@ -109,6 +111,11 @@ func (r *Router) Close() {
 
 // Last returns the statistics of the last Apply.
 func (r *Router) Last() Stats { return r.last }
+
+// LinksChanged tells the Router that links of its namespace were created
+// or deleted (it then re-reads them on the next Apply; otherwise it does
+// only when the plan's links change).
+func (r *Router) LinksChanged() { r.linksDirty = true }
 
 // Resync makes the next Apply re-read the kernel's state first (routes,
 // rules, addresses) and rebuild the nftables table: it repairs changes
@@ -153,7 +160,7 @@ func (r *Router) init() error {
 	}
 
 	// What the kernel holds of ours.
-	r.routes = map[rkey]KRoute{}
+	r.routes = nil
 	r.ifindex = map[string]int{}
 	names := map[int]string{}
 	links, err := r.nl.LinkList()
@@ -187,16 +194,18 @@ func (r *Router) init() error {
 		default:
 			k.Type, k.Dev = RouteDev, names[kr.LinkIndex]
 		}
-		r.routes[rkey{k.Table, k.Dst}] = k
+		r.routes = append(r.routes, k)
 	}
+	slices.SortFunc(r.routes, routeOrder)
+	r.routes = slices.CompactFunc(r.routes, func(a, b KRoute) bool { return routeOrder(a, b) == 0 })
 	r.rules = map[KRule]bool{}
 	krules, err := r.nl.RuleList(netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("fabric: list rules: %w", err)
 	}
 	for _, kr := range krules {
-		if kr.Priority == RulePriority && kr.Table >= TableDeliver && kr.Table < TableBase+1000 {
-			r.rules[KRule{Iif: kr.IifName, Table: kr.Table}] = true
+		if ownRule(kr) {
+			r.rules[KRule{Priority: kr.Priority, Iif: kr.IifName, Table: kr.Table}] = true
 		}
 	}
 	r.addrs = map[netip.Prefix]bool{}
@@ -212,6 +221,7 @@ func (r *Router) init() error {
 		}
 	}
 	r.tuned = map[string]int{}
+	r.linkSig, r.linksDirty = "", true
 	if err := r.resetNft(); err != nil {
 		return err
 	}
@@ -232,81 +242,8 @@ func (r *Router) Apply(p *RouterPlan) error {
 
 	// Links: they must exist; a link recreated since the last Apply lost
 	// its routes (the kernel removed them) and its settings.
-	links, err := r.nl.LinkList()
-	if err != nil {
-		return fmt.Errorf("fabric: list links: %w", err)
-	}
-	idx := map[string]int{}
-	up := map[string]bool{}
-	byName := map[string]netlink.Link{}
-	for _, l := range links {
-		a := l.Attrs()
-		idx[a.Name], up[a.Name], byName[a.Name] = a.Index, a.Flags&net.FlagUp != 0, l
-	}
-	for name, old := range r.ifindex {
-		if idx[name] != old {
-			for k, kr := range r.routes {
-				if kr.Dev == name {
-					delete(r.routes, k)
-				}
-			}
-		}
-	}
-	r.ifindex = idx
-	if _, ok := idx[IGW]; !ok {
-		r.inited = false
-		return fmt.Errorf("fabric: %s vanished; will rebuild", IGW)
-	}
-	type wantLink struct {
-		name string
-		up   bool
-	}
-	var wl []wantLink
-	for _, pt := range p.Ports {
-		wl = append(wl, wantLink{pt.Name, pt.Up})
-	}
-	for _, pl := range p.PeerLinks {
-		wl = append(wl, wantLink{pl.Name, true})
-	}
-	var missing []string
-	var tune []Sysctl
-	for _, w := range wl {
-		i, ok := idx[w.name]
-		if !ok {
-			missing = append(missing, w.name)
-			continue
-		}
-		if r.tuned[w.name] != i {
-			for _, kv := range portSysctls(w.name) {
-				tune = append(tune, kv)
-			}
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("fabric: links missing in the namespace: %v", missing)
-	}
-	if err := WriteSysctls(r.ns, tune); err != nil {
+	if err := r.applyLinks(p); err != nil {
 		return err
-	}
-	for _, w := range wl {
-		r.tuned[w.name] = idx[w.name]
-		if up[w.name] == w.up {
-			continue
-		}
-		if w.up {
-			err = r.nl.LinkSetUp(byName[w.name])
-		} else {
-			err = r.nl.LinkSetDown(byName[w.name])
-			// The kernel dropped the routes through it.
-			for k, kr := range r.routes {
-				if kr.Dev == w.name {
-					delete(r.routes, k)
-				}
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("fabric: set %s up=%v: %w", w.name, w.up, err)
-		}
 	}
 
 	// Addresses on lo.
@@ -315,38 +252,64 @@ func (r *Router) Apply(p *RouterPlan) error {
 	}
 
 	// nftables first (a new alias is allowed out before it is routed in).
+	t0 := time.Now()
 	if err := r.applyNft(p, &st); err != nil {
 		return err
 	}
+	st.NftTook = time.Since(t0)
+	t0 = time.Now()
 
-	// Routes.
-	want := make(map[rkey]KRoute, len(p.Routes))
-	for _, kr := range p.Routes {
-		want[rkey{kr.Table, kr.Dst}] = kr
-	}
-	for k, w := range want {
-		if cur, ok := r.routes[k]; ok && cur == w {
-			continue
+	// Routes: a merge of two sorted lists (no hashing of 10,000 prefixes
+	// for a one-route change).
+	want := p.Routes
+	for k := 1; k < len(want); k++ {
+		if routeOrder(want[k-1], want[k]) >= 0 { // unsorted or duplicated
+			want = slices.Clone(want)
+			slices.SortStableFunc(want, routeOrder)
+			want = slices.CompactFunc(want, func(a, b KRoute) bool { return routeOrder(a, b) == 0 })
+			break
 		}
-		if err := r.rt.route(w, idx[w.Dev], RouteProtocol, false); err != nil {
-			return err
-		}
-		st.RoutesChanged++
 	}
-	for k, cur := range r.routes {
-		if _, ok := want[k]; ok {
-			continue
+	old := r.routes
+	var qerrs []error
+	queue := func(kr KRoute, del bool) {
+		if err := r.rt.route(kr, r.ifindex[kr.Dev], RouteProtocol, del); err != nil {
+			qerrs = append(qerrs, err)
 		}
-		if err := r.rt.route(cur, 0, RouteProtocol, true); err != nil {
-			return err
+	}
+	i, j := 0, 0
+	for i < len(old) || j < len(want) {
+		c := 0
+		switch {
+		case i >= len(old):
+			c = 1
+		case j >= len(want):
+			c = -1
+		default:
+			c = routeOrder(old[i], want[j])
 		}
-		st.RoutesDeleted++
+		switch {
+		case c < 0: // programmed, not wanted
+			queue(old[i], true)
+			st.RoutesDeleted++
+			i++
+		case c > 0: // wanted, not programmed
+			queue(want[j], false)
+			st.RoutesChanged++
+			j++
+		default:
+			if old[i] != want[j] {
+				queue(want[j], false)
+				st.RoutesChanged++
+			}
+			i++
+			j++
+		}
 	}
-	if err := r.rt.flush(); err != nil {
-		return err
-	}
-	rerr := r.rt.err()
-	r.routes = want
+	ferr := r.rt.flush()
+	rerr := errors.Join(append(qerrs, ferr, r.rt.err())...)
+	r.routes = slices.Clone(want)
+	st.RoutesTook = time.Since(t0)
 	if rerr != nil {
 		// Re-read the kernel next time rather than trust the table.
 		r.inited = false
@@ -383,6 +346,89 @@ func (r *Router) Apply(p *RouterPlan) error {
 	return nil
 }
 
+func (r *Router) applyLinks(p *RouterPlan) error {
+	type wantLink struct {
+		name string
+		up   bool
+	}
+	var wl []wantLink
+	var sig strings.Builder
+	for _, pt := range p.Ports {
+		wl = append(wl, wantLink{pt.Name, pt.Up})
+		fmt.Fprintf(&sig, "%s=%v,", pt.Name, pt.Up)
+	}
+	for _, pl := range p.PeerLinks {
+		wl = append(wl, wantLink{pl.Name, true})
+		fmt.Fprintf(&sig, "%s,", pl.Name)
+	}
+	if !r.linksDirty && sig.String() == r.linkSig {
+		return nil
+	}
+	links, err := r.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("fabric: list links: %w", err)
+	}
+	idx := map[string]int{}
+	up := map[string]bool{}
+	byName := map[string]netlink.Link{}
+	for _, l := range links {
+		a := l.Attrs()
+		idx[a.Name], up[a.Name], byName[a.Name] = a.Index, a.Flags&net.FlagUp != 0, l
+	}
+	for name, old := range r.ifindex {
+		if idx[name] != old {
+			r.forgetDev(name)
+		}
+	}
+	r.ifindex = idx
+	if _, ok := idx[IGW]; !ok {
+		r.inited = false
+		return fmt.Errorf("fabric: %s vanished; will rebuild", IGW)
+	}
+	var missing []string
+	var tune []Sysctl
+	for _, w := range wl {
+		i, ok := idx[w.name]
+		if !ok {
+			missing = append(missing, w.name)
+			continue
+		}
+		if r.tuned[w.name] != i {
+			tune = append(tune, portSysctls(w.name)...)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("fabric: links missing in the namespace: %v", missing)
+	}
+	if err := WriteSysctls(r.ns, tune); err != nil {
+		return err
+	}
+	for _, w := range wl {
+		r.tuned[w.name] = idx[w.name]
+		if up[w.name] == w.up {
+			continue
+		}
+		if w.up {
+			err = r.nl.LinkSetUp(byName[w.name])
+		} else {
+			err = r.nl.LinkSetDown(byName[w.name])
+			// The kernel dropped the routes through it.
+			r.forgetDev(w.name)
+		}
+		if err != nil {
+			return fmt.Errorf("fabric: set %s up=%v: %w", w.name, w.up, err)
+		}
+	}
+	r.linkSig, r.linksDirty = sig.String(), false
+	return nil
+}
+
+// forgetDev forgets the routes through a link the kernel removed them
+// from (link deleted, recreated or set down).
+func (r *Router) forgetDev(name string) {
+	r.routes = slices.DeleteFunc(r.routes, func(kr KRoute) bool { return kr.Dev == name })
+}
+
 func portSysctls(dev string) []Sysctl {
 	return []Sysctl{
 		{"net/ipv4/conf/" + dev + "/proxy_arp", "1"},
@@ -392,16 +438,23 @@ func portSysctls(dev string) []Sysctl {
 	}
 }
 
+func ownRule(kr netlink.Rule) bool {
+	return (kr.Priority == RulePriority || kr.Priority == RulePriority+1) && kr.Table >= TableDrop && kr.Table < TableBase+1000
+}
+
 func nlRule(kr KRule) *netlink.Rule {
 	nr := netlink.NewRule()
 	nr.Family = netlink.FAMILY_V4
-	nr.Priority = RulePriority
+	nr.Priority = kr.Priority
 	nr.Table = kr.Table
 	nr.IifName = kr.Iif
 	return nr
 }
 
 func (r *Router) applyAddrs(want []netip.Prefix) error {
+	if len(want) == len(r.addrs) && !slices.ContainsFunc(want, func(p netip.Prefix) bool { return !r.addrs[p] }) {
+		return nil
+	}
 	lo, err := r.nl.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("fabric: lo: %w", err)
@@ -448,7 +501,7 @@ func (r *Router) Teardown() error {
 	}
 	krules, _ := r.nl.RuleList(netlink.FAMILY_V4)
 	for _, kr := range krules {
-		if kr.Priority == RulePriority && kr.Table >= TableDeliver && kr.Table < TableBase+1000 {
+		if ownRule(kr) {
 			errs = append(errs, r.nl.RuleDel(&kr))
 		}
 	}
@@ -471,11 +524,10 @@ func (r *Router) Teardown() error {
 // status).
 func (r *Router) RoutesIn(table int) []KRoute {
 	var out []KRoute
-	for k, kr := range r.routes {
-		if k.table == table {
+	for _, kr := range r.routes {
+		if kr.Table == table {
 			out = append(out, kr)
 		}
 	}
-	slices.SortFunc(out, func(a, b KRoute) int { return a.Dst.Addr().Compare(b.Dst.Addr()) })
 	return out
 }

@@ -27,25 +27,28 @@ type rtBatch struct {
 const rtBatchBytes = 64 << 10
 
 func openRtBatch(ns netns.NsHandle) (*rtBatch, error) {
-	fd, err := DoValue(ns, func() (int, error) {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-		if err != nil {
-			return -1, err
-		}
-		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			unix.Close(fd)
-			return -1, err
-		}
-		// Room for the error reports of a whole write.
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 1<<20)
-		// Extended acks carry the kernel's explanation.
-		_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
-		return fd, nil
-	})
+	b, err := DoValue(ns, openRtBatchHere)
 	if err != nil {
 		return nil, fmt.Errorf("rtnetlink socket: %w", err)
 	}
+	return b, nil
+}
+
+// openRtBatchHere opens the socket in the calling thread's namespace.
+func openRtBatchHere() (*rtBatch, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// Room for the error reports of a whole write.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 1<<20)
+	// Extended acks carry the kernel's explanation.
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
 	return &rtBatch{fd: fd, seq: 1, ops: map[uint32]string{}}, nil
 }
 
@@ -198,6 +201,16 @@ type RouteWriter struct {
 // NewRouteWriter opens an rtnetlink socket in ns.
 func NewRouteWriter(ns netns.NsHandle) (*RouteWriter, error) {
 	b, err := openRtBatch(ns)
+	if err != nil {
+		return nil, err
+	}
+	return &RouteWriter{b: b}, nil
+}
+
+// NewRouteWriterHere opens the socket in the namespace of the calling
+// thread (inside Do, together with other setup).
+func NewRouteWriterHere() (*RouteWriter, error) {
+	b, err := openRtBatchHere()
 	if err != nil {
 		return nil, err
 	}

@@ -60,6 +60,11 @@ type Lab struct {
 
 	mu     sync.Mutex
 	status Status
+
+	saveMu            sync.Mutex
+	saving, saveAgain bool
+	saveWG            sync.WaitGroup
+	fileMu            sync.Mutex
 }
 
 type routerNS struct {
@@ -88,6 +93,8 @@ type instNS struct {
 }
 
 type nicApplied struct {
+	spec    fabric.NIC // last applied, when done
+	done    bool
 	ifindex int
 	addr    netip.Prefix
 	gw      netip.Addr
@@ -135,8 +142,9 @@ func New(o Options) (*Lab, error) {
 	return l, nil
 }
 
-// newNamed creates a named network namespace on a thread that is then
-// discarded, so the calling thread never changes namespace.
+// newNamed creates a named network namespace from a locked thread that
+// is switched back afterwards, so the calling thread never changes
+// namespace.
 func newNamed(name string) (netns.NsHandle, error) {
 	type res struct {
 		h   netns.NsHandle
@@ -145,7 +153,18 @@ func newNamed(name string) (netns.NsHandle, error) {
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			ch <- res{netns.None(), err}
+			return
+		}
+		defer orig.Close()
 		h, err := netns.NewNamed(name)
+		// Back to where the thread was (see fabric.Do); if that fails the
+		// thread ends with the goroutine.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
 		ch <- res{h, err}
 	}()
 	r := <-ch
@@ -215,37 +234,104 @@ func (l *Lab) ensureRouter(key string) (*routerNS, error) {
 	return r, nil
 }
 
-func (l *Lab) ensureInstance(s *fabric.Spec, in *fabric.Instance) (*instNS, error) {
-	if i := l.insts[in.Key]; i != nil {
-		return i, nil
-	}
-	name := l.names.Instance(s, in)
-	h, _, err := l.ensureNS(name)
+// openInstance opens (creating when missing) an instance's namespace and
+// prepares it: lo up, the guest's sysctls, the sockets the lab uses. It
+// touches no Lab state, so that many run in parallel.
+func (l *Lab) openInstance(name string, in *fabric.Instance) (*instNS, error) {
+	h, err := netns.GetFromName(name)
 	if err != nil {
-		return nil, err
+		if h, err = newNamed(name); err != nil {
+			return nil, fmt.Errorf("lab: create namespace %s: %w", name, err)
+		}
 	}
 	nl, err := netlink.NewHandleAt(h)
 	if err != nil {
 		h.Close()
 		return nil, err
 	}
-	rw, err := fabric.NewRouteWriter(h)
+	var rw *fabric.RouteWriter
+	err = fabric.Do(h, func() error {
+		var err error
+		if rw, err = fabric.NewRouteWriterHere(); err != nil {
+			return err
+		}
+		// The guest's own reverse-path filter would second-guess the
+		// fabric.
+		return fabric.WriteSysctlsHere([]fabric.Sysctl{{Key: "net/ipv4/conf/all/rp_filter", Value: "0"}, {Key: "net/ipv4/conf/default/rp_filter", Value: "0"}})
+	})
 	if err != nil {
+		if rw != nil {
+			rw.Close()
+		}
 		nl.Close()
 		h.Close()
-		return nil, err
+		return nil, fmt.Errorf("lab: prepare %s: %w", name, err)
 	}
 	if lo, err := nl.LinkByName("lo"); err == nil {
 		nl.LinkSetUp(lo)
 	}
-	// The guest's own reverse-path filter would second-guess the fabric.
-	if err := fabric.WriteSysctls(h, []fabric.Sysctl{{Key: "net/ipv4/conf/all/rp_filter", Value: "0"}, {Key: "net/ipv4/conf/default/rp_filter", Value: "0"}}); err != nil {
-		l.log.Warn("instance sysctls", "netns", name, "err", err)
+	return &instNS{key: in.Key, ns: name, name: in.Name, zone: in.Zone, project: in.Project, h: h, nl: nl, rw: rw, forward: -1, nics: map[int]*nicApplied{}}, nil
+}
+
+// ensureInstances opens the namespaces of the instances the lab does not
+// have yet, several at a time.
+func (l *Lab) ensureInstances(s *fabric.Spec) error {
+	type job struct {
+		name string
+		in   *fabric.Instance
 	}
-	i := &instNS{key: in.Key, ns: name, name: in.Name, zone: in.Zone, project: in.Project, h: h, nl: nl, rw: rw, forward: -1, nics: map[int]*nicApplied{}}
-	l.insts[in.Key] = i
-	l.log.Info("instance namespace", "instance", in.Key, "netns", name)
-	return i, nil
+	var jobs []job
+	for i := range s.Instances {
+		in := &s.Instances[i]
+		if l.insts[in.Key] == nil {
+			jobs = append(jobs, job{l.names.Instance(s, in), in})
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	// Recorded before they exist: a crash in between still cleans up.
+	l.mu.Lock()
+	for _, j := range jobs {
+		if !slices.Contains(l.status.Namespaces, j.name) {
+			l.status.Namespaces = append(l.status.Namespaces, j.name)
+		}
+	}
+	sort.Strings(l.status.Namespaces)
+	l.mu.Unlock()
+	l.saveStatus()
+	res := make([]*instNS, len(jobs))
+	errs := make([]error, len(jobs))
+	parallel(len(jobs), func(k int) { res[k], errs[k] = l.openInstance(jobs[k].name, jobs[k].in) })
+	for _, ins := range res {
+		if ins != nil {
+			l.insts[ins.key] = ins
+			l.log.Info("instance namespace", "instance", ins.key, "netns", ins.ns)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parallel runs f(0..n-1) on a few goroutines (namespace creation and
+// netlink round trips wait on the kernel more than on the CPU).
+func parallel(n int, f func(int)) {
+	workers := min(n, 4)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				f(k)
+			}
+		}()
+	}
+	for k := range n {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
 }
 
 func (l *Lab) closeRouter(r *routerNS) {
@@ -302,6 +388,7 @@ func (l *Lab) removePort(p *portState) {
 		if lk, err := r.nl.LinkByName(p.name); err == nil {
 			r.nl.LinkDel(lk)
 		}
+		r.fab.LinksChanged()
 	}
 	if i := l.insts[p.inst]; i != nil {
 		delete(i.nics, p.device)
@@ -313,6 +400,12 @@ func (l *Lab) removePort(p *portState) {
 // from the previous Reconcile.
 func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 	start := time.Now()
+	var phases strings.Builder
+	last := start
+	phase := func(name string) {
+		fmt.Fprintf(&phases, "%s=%v ", name, time.Since(last).Round(time.Microsecond))
+		last = time.Now()
+	}
 	var errs []error
 	wantNets := map[string]*fabric.Network{}
 	for i := range s.Networks {
@@ -356,19 +449,42 @@ func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 			errs = append(errs, l.removeRouter(r))
 		}
 	}
+	// Namespaces recorded by an earlier supervisor that nothing wants now.
+	wantNS := map[string]bool{}
+	for _, nw := range s.Networks {
+		wantNS[l.names.Router(nw.Key)] = true
+	}
+	for i := range s.Instances {
+		wantNS[l.names.Instance(s, &s.Instances[i])] = true
+	}
+	l.mu.Lock()
+	var stale []string
+	for _, ns := range l.status.Namespaces {
+		if !wantNS[ns] {
+			stale = append(stale, ns)
+		}
+	}
+	l.mu.Unlock()
+	if len(stale) > 0 {
+		errs = append(errs, RemoveNamespaces(stale, false))
+		for _, ns := range stale {
+			l.forget(ns)
+		}
+	}
 
+	phase("removed")
 	// 2. Namespaces.
 	for _, nw := range s.Networks {
 		if _, err := l.ensureRouter(nw.Key); err != nil {
 			return err
 		}
 	}
+	if err := l.ensureInstances(s); err != nil {
+		return err
+	}
 	for i := range s.Instances {
 		in := &s.Instances[i]
-		ins, err := l.ensureInstance(s, in)
-		if err != nil {
-			return err
-		}
+		ins := l.insts[in.Key]
 		ins.running, ins.nicsSpec = in.Running, in.NICs
 		fwd := 0
 		if in.CanIPForward {
@@ -385,6 +501,7 @@ func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 		}
 	}
 
+	phase("namespaces")
 	// 3. Ports (veth pairs), peer links.
 	for k, w := range wantPorts {
 		if _, ok := l.ports[k]; ok {
@@ -400,25 +517,42 @@ func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 	}
 	errs = append(errs, l.reconcileLinks(s))
 
+	phase("veths")
 	// 4. Inside the instances.
-	for _, in := range s.Instances {
+	var emu sync.Mutex
+	guest := func(k int) {
+		in := &s.Instances[k]
 		ins := l.insts[in.Key]
+		var ierrs []error
 		for _, nic := range in.NICs {
 			if wantNets[nic.Network] == nil {
 				continue
 			}
 			if err := l.configureNIC(ins, nic); err != nil {
-				errs = append(errs, fmt.Errorf("lab: %s eth%d: %w", in.Key, nic.Device, err))
+				ierrs = append(ierrs, fmt.Errorf("lab: %s eth%d: %w", in.Key, nic.Device, err))
 			}
 		}
 		if err := ins.rw.Flush(); err != nil {
-			errs = append(errs, fmt.Errorf("lab: %s alias routes: %w", in.Key, err))
+			ierrs = append(ierrs, fmt.Errorf("lab: %s alias routes: %w", in.Key, err))
 			for _, a := range ins.nics {
-				a.ifindex = 0 // re-read next time
+				a.ifindex, a.done = 0, false // re-read next time
 			}
+		}
+		if len(ierrs) > 0 {
+			emu.Lock()
+			errs = append(errs, ierrs...)
+			emu.Unlock()
+		}
+	}
+	if len(l.insts) > 8 && len(wantPorts) > 0 && changedGuests(l, s) > 8 {
+		parallel(len(s.Instances), guest)
+	} else {
+		for k := range s.Instances {
+			guest(k)
 		}
 	}
 
+	phase("guests")
 	// 5. The fabric.
 	for _, nw := range s.Networks {
 		r := l.routers[nw.Key]
@@ -438,6 +572,7 @@ func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 		}
 	}
 
+	phase("fabric")
 	// 6. Agents.
 	if l.o.Agent {
 		for _, ins := range l.insts {
@@ -452,6 +587,10 @@ func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 		}
 	}
 
+	phase("agents")
+	if d := time.Since(start); d > 200*time.Millisecond {
+		l.log.Info("slow reconcile", "took", d, "phases", phases.String())
+	}
 	err := errors.Join(errs...)
 	l.mu.Lock()
 	l.status.ETag = s.ETag
@@ -464,7 +603,9 @@ func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 	}
 	l.fillStatus(s)
 	l.mu.Unlock()
-	l.saveStatus()
+	// Written in the background: the status of 10,000 aliases takes a
+	// few milliseconds to encode, which the next change need not wait for.
+	l.saveStatusLater()
 	return err
 }
 
@@ -481,6 +622,7 @@ func (l *Lab) createPort(r *routerNS, ins *instNS, p portState, nic fabric.NIC) 
 	if mac, err := net.ParseMAC(p.mac); err == nil && p.mac != "" {
 		v.PeerHardwareAddr = mac
 	}
+	r.fab.LinksChanged()
 	if err := r.nl.LinkAdd(v); err != nil {
 		return fmt.Errorf("lab: veth %s/%s -> %s/%s: %w", r.ns, p.name, ins.ns, dev, err)
 	}
@@ -510,6 +652,10 @@ func (l *Lab) reconcileLinks(s *fabric.Spec) error {
 			if lk, err := r.nl.LinkByName(pl.nameA); err == nil {
 				r.nl.LinkDel(lk)
 			}
+			r.fab.LinksChanged()
+		}
+		if r := l.routers[pl.b]; r != nil {
+			r.fab.LinksChanged()
 		}
 		delete(l.links, k)
 	}
@@ -518,6 +664,8 @@ func (l *Lab) reconcileLinks(s *fabric.Spec) error {
 			continue
 		}
 		ra, rb := l.routers[pl.a], l.routers[pl.b]
+		ra.fab.LinksChanged()
+		rb.fab.LinksChanged()
 		if lk, err := ra.nl.LinkByName(pl.nameA); err == nil {
 			ra.nl.LinkDel(lk)
 		}
@@ -539,11 +687,14 @@ func (l *Lab) reconcileLinks(s *fabric.Spec) error {
 // default route (nic0) and, unless an agent does it, the alias routes.
 func (l *Lab) configureNIC(ins *instNS, nic fabric.NIC) error {
 	dev := fmt.Sprintf("eth%d", nic.Device)
+	a := ins.nics[nic.Device]
+	if a != nil && a.done && nicEqual(a.spec, nic) {
+		return nil
+	}
 	lk, err := ins.nl.LinkByName(dev)
 	if err != nil {
 		return err
 	}
-	a := ins.nics[nic.Device]
 	if a == nil || a.ifindex != lk.Attrs().Index {
 		a = &nicApplied{ifindex: lk.Attrs().Index, aliases: map[netip.Prefix]bool{}}
 		ins.nics[nic.Device] = a
@@ -580,6 +731,7 @@ func (l *Lab) configureNIC(ins *instNS, nic fabric.NIC) error {
 		}
 		a.gw = nic.Gateway
 	}
+	a.spec, a.done = nic, true
 	if l.o.Agent {
 		return nil
 	}
@@ -610,6 +762,25 @@ func (l *Lab) configureNIC(ins *instNS, nic fabric.NIC) error {
 	return nil
 }
 
+// changedGuests counts the NICs whose inside needs work.
+func changedGuests(l *Lab, s *fabric.Spec) int {
+	n := 0
+	for _, in := range s.Instances {
+		ins := l.insts[in.Key]
+		for _, nic := range in.NICs {
+			if a := ins.nics[nic.Device]; a == nil || !a.done || !nicEqual(a.spec, nic) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func nicEqual(a, b fabric.NIC) bool {
+	return a.Device == b.Device && a.Interface == b.Interface && a.Network == b.Network && a.MAC == b.MAC && a.IP == b.IP &&
+		a.Prefix == b.Prefix && a.Gateway == b.Gateway && slices.Equal(a.Aliases, b.Aliases)
+}
+
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
@@ -626,16 +797,24 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
-// Resync makes the next Reconcile re-read every router's kernel state.
+// Resync makes the next Reconcile re-read every router's kernel state and
+// re-apply the inside of every instance.
 func (l *Lab) Resync() {
 	for _, r := range l.routers {
 		r.fab.Resync()
+	}
+	for _, i := range l.insts {
+		for _, a := range i.nics {
+			a.ifindex, a.done = 0, false
+		}
+		i.forward = -1
 	}
 }
 
 // Teardown removes every namespace the lab made (and, with kill, ends
 // the processes still running inside them first).
 func (l *Lab) Teardown(kill bool) error {
+	l.FlushStatus()
 	var errs []error
 	for _, i := range l.insts {
 		l.closeInstance(i)

@@ -219,7 +219,9 @@ func (tl *testLab) listen(h netns.NsHandle, name string, tcp, udp []string) {
 		tl.t.Fatalf("listener %s: %v", name, err)
 	default:
 	}
-	tl.t.Cleanup(cancel)
+	// Wait for the listener's thread to leave the namespace before the
+	// lab is torn down.
+	tl.t.Cleanup(func() { cancel(); <-ready })
 }
 
 func probeFrom(h netns.NsHandle, proto string, src, dst netip.Addr, port int, timeout time.Duration) ProbeResult {
@@ -425,5 +427,107 @@ func runMatrix(t *testing.T, e *netpolicy.Engine, cases []matrixCase, nsOf map[s
 	t.Logf("%d cases (%d delivered) in %v", len(cases), delivered, time.Since(start))
 	for _, b := range bad {
 		t.Error(b)
+	}
+}
+
+// scaleWorld: one network, n instances with k /32 aliases each (from a
+// secondary range) plus a firewall rule with a source range list.
+func scaleWorld(t testing.TB, n, k int) *world {
+	w := newWorld(t)
+	w.do(func(tx *model.Txn) error {
+		if _, err := tx.CreateNetwork(model.Network{Project: proj, Name: "vpc"}); err != nil {
+			return err
+		}
+		_, err := tx.CreateSubnet(model.Subnet{Project: proj, Region: "us-central1", Name: "s1", Network: "vpc", Range: pfx("10.128.0.0/16"),
+			Secondary: []model.SecondaryRange{{Name: "pods", Range: pfx("172.16.0.0/12")}}})
+		return err
+	})
+	for i := range n {
+		var as []string
+		for j := range k {
+			// Every other /32: no two aliases of an instance are adjacent,
+			// so the anti-spoof set holds k+1 intervals.
+			as = append(as, fmt.Sprintf("pods:172.%d.%d.%d", 16+i/64, (i%64)*4+j/100, (j%100)*2+1))
+		}
+		w.vm(fmt.Sprintf("vm%d", i), nil, false, nicSpec("s1", fmt.Sprintf("10.128.%d.%d", i/200, i%200+2), as...))
+	}
+	w.fw(model.Firewall{Name: "allow-all", Network: "vpc", Direction: model.Ingress, Allowed: protos("all"), SourceRanges: []netip.Prefix{pfx("0.0.0.0/0")}})
+	return w
+}
+
+func (w *world) setAliases(vm string, aliases ...string) {
+	w.t.Helper()
+	var specs []model.AliasSpec
+	for _, a := range aliases {
+		rn, r, _ := strings.Cut(a, ":")
+		s, err := model.ParseAliasSpec(r)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		s.RangeName = rn
+		specs = append(specs, s)
+	}
+	w.do(func(tx *model.Txn) error {
+		in := w.s.Instance(proj, zone, vm)
+		ifc := w.s.Interface(proj, in.NICs[0])
+		_, err := tx.UpdateAliases(proj, zone, vm, "nic0", ifc.Fingerprint, specs)
+		return err
+	})
+}
+
+// TestLabScale realises 10,000 alias ranges (100 instances x 100 /32s)
+// and changes one. Benchmark: ALIASNET_LAB_BENCH=1.
+func TestLabScale(t *testing.T) {
+	if os.Getenv("ALIASNET_LAB_BENCH") == "" {
+		t.Skip("set ALIASNET_LAB_BENCH=1")
+	}
+	tl := newTestLab(t)
+	const n, k = 100, 100
+	w := scaleWorld(t, n, k)
+	start := time.Now()
+	s, _ := w.spec()
+	specT := time.Since(start)
+	d := tl.reconcile(s)
+	t.Logf("%d aliases: spec %v, realised (namespaces, veths, guest routes, fabric) in %v", n*k, specT, d)
+	r := tl.l.routers[proj+"/vpc"]
+	st := r.fab.Last()
+	t.Logf("fabric apply: %+v", st)
+	// Everything present in the kernel.
+	rh := tl.ns("net-vpc")
+	port := Port(proj, s.Instances[0].NICs[0].Interface)
+	rs, err := fabric.SetRanges(rh, "as_"+port)
+	if err != nil || len(rs) != k+1 {
+		t.Fatalf("anti-spoof set of vm0: %d ranges, %v", len(rs), err)
+	}
+	// One alias changed.
+	as := []string{}
+	for j := range k {
+		as = append(as, fmt.Sprintf("pods:172.16.%d.%d", j/100, (j%100)*2+1))
+	}
+	as[0] = "pods:172.31.255.1"
+	var total []time.Duration
+	for i := range 20 {
+		as[0] = fmt.Sprintf("pods:172.31.255.%d", 2*i+1)
+		w.setAliases("vm0", as...)
+		start := time.Now()
+		s, _ := w.spec()
+		sp := time.Since(start)
+		tl.reconcile(s)
+		total = append(total, time.Since(start))
+		if i == 0 {
+			t.Logf("incremental: spec %v, reconcile %v (fabric %+v)", sp, time.Since(start)-sp, r.fab.Last())
+		}
+	}
+	slicesSort(total)
+	t.Logf("one alias changed, spec + reconcile: median %v, max %v", total[len(total)/2], total[len(total)-1])
+}
+
+func slicesSort(ds []time.Duration) {
+	for i := range ds {
+		for j := i + 1; j < len(ds); j++ {
+			if ds[j] < ds[i] {
+				ds[i], ds[j] = ds[j], ds[i]
+			}
+		}
 	}
 }

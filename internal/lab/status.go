@@ -126,10 +126,42 @@ func (l *Lab) Status() Status {
 	return s
 }
 
+// saveStatusLater writes the status file from a background goroutine;
+// writes asked for while one runs are coalesced into one more.
+func (l *Lab) saveStatusLater() {
+	l.saveMu.Lock()
+	defer l.saveMu.Unlock()
+	if l.saving {
+		l.saveAgain = true
+		return
+	}
+	l.saving = true
+	l.saveWG.Add(1)
+	go func() {
+		defer l.saveWG.Done()
+		for {
+			l.saveStatus()
+			l.saveMu.Lock()
+			if !l.saveAgain {
+				l.saving = false
+				l.saveMu.Unlock()
+				return
+			}
+			l.saveAgain = false
+			l.saveMu.Unlock()
+		}
+	}()
+}
+
+// FlushStatus waits for background status writes.
+func (l *Lab) FlushStatus() { l.saveWG.Wait() }
+
 func (l *Lab) saveStatus() {
 	if l.o.StateDir == "" {
 		return
 	}
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
 	l.mu.Lock()
 	b, err := json.MarshalIndent(l.status, "", "  ")
 	l.mu.Unlock()

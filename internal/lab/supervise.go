@@ -38,6 +38,7 @@ func (c *SpecClient) Fetch(ctx context.Context, lastETag string, wait time.Durat
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Accept", fabric.GobContentType+", application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -49,6 +50,9 @@ func (c *SpecClient) Fetch(ctx context.Context, lastETag string, wait time.Durat
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: HTTP %d: %s", u, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	if resp.Header.Get("Content-Type") == fabric.GobContentType {
+		return fabric.DecodeGob(b)
 	}
 	var s fabric.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
@@ -142,6 +146,9 @@ func Supervise(ctx context.Context, so SuperviseOptions) error {
 		}
 		log.Debug("reconciled", "etag", s.ETag, "took", time.Since(start))
 		etag = s.ETag
+		if !readyDone {
+			l.FlushStatus() // `lab up` prints it
+		}
 		ready(nil)
 	}
 	log.Info("supervisor stopping: removing the lab")
