@@ -52,6 +52,9 @@ func envOr(k, d string) string {
 
 // Main runs the CLI and returns the process exit code.
 func Main(args []string) int {
+	if cniPlugin() { // CNI_COMMAND set: act as the CNI plugin (cni.go)
+		return runCNI()
+	}
 	root := NewRoot()
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {

@@ -357,6 +357,7 @@ func (t *Txn) CreateCluster(req CreateClusterReq) (*Cluster, []*ClusterNode, err
 	}
 	nc := c
 	t.putCluster(p, &nc)
+	t.reserveServices(p, &nc)
 	var nodes []*ClusterNode
 	for i := range nc.NodePools {
 		n := 0
@@ -656,6 +657,12 @@ func (t *Txn) resizeNodePool(p *project, c *Cluster, np *NodePool, perZone int) 
 	}
 	byZone := map[string][]*ClusterNode{}
 	for _, n := range t.s.poolNodes(p, c, np.Name) {
+		if p.instances[n.Zone+"/"+n.Instance] == nil {
+			// The instance was deleted behind the cluster's back (its
+			// block went with its interface): forget the node.
+			t.deleteNode(p, n)
+			continue
+		}
 		byZone[n.Zone] = append(byZone[n.Zone], n)
 	}
 	need := 0
@@ -910,6 +917,7 @@ func (t *Txn) DeleteCluster(project, loc, name string) error {
 	for _, sv := range sortedValues(p.kube().services[ck], nil) {
 		t.releaseServiceIP(p, c, sv)
 	}
+	t.unreserveServices(p, c)
 	if c.CreatedPodsRange {
 		if err := t.removeSecondaryRange(p, c.Subnet, c.PodsRange); err != nil {
 			return err
@@ -947,6 +955,43 @@ func (s *State) servicesRange(p *project, c *Cluster) (netip.Prefix, *rangeEntry
 	return pfx, e, nil
 }
 
+// servicesReserved are the addresses of a services range no service
+// gets: the network and broadcast addresses, as Kubernetes' allocator
+// has it (so the kubernetes service gets the first host, .1).
+func servicesReserved(pfx netip.Prefix) []netip.Addr {
+	if !pfx.Addr().Is4() || pfx.Bits() > 30 {
+		return nil
+	}
+	return []netip.Addr{pfx.Masked().Addr(), lastAddr(pfx)}
+}
+
+// reserveServices claims the reserved addresses of c's services range
+// (those another resource already holds stay with it: they are not
+// handed out either way).
+func (t *Txn) reserveServices(p *project, c *Cluster) {
+	pfx, e, err := t.s.servicesRange(p, c)
+	if err != nil {
+		return
+	}
+	o := t.s.owner(OwnerRef{Kind: "reserved", Key: ClusterKey(c.Project, c.Location, c.Name)})
+	for _, a := range servicesReserved(pfx) {
+		_ = t.claim(e.pool, netip.PrefixFrom(a, 32), o)
+	}
+}
+
+func (t *Txn) unreserveServices(p *project, c *Cluster) {
+	pfx, e, err := t.s.servicesRange(p, c)
+	if err != nil {
+		return
+	}
+	o := t.s.owner(OwnerRef{Kind: "reserved", Key: ClusterKey(c.Project, c.Location, c.Name)})
+	for _, a := range servicesReserved(pfx) {
+		if got, ok := e.pool.OwnerOf(netip.PrefixFrom(a, 32)); ok && got == o {
+			t.release(e.pool, netip.PrefixFrom(a, 32))
+		}
+	}
+}
+
 // ValidServiceName checks a service IP allocation name: a Kubernetes
 // service is named NAMESPACE.NAME here (DNS labels joined by dots).
 func ValidServiceName(field, name string) error {
@@ -969,7 +1014,8 @@ func ValidServiceName(field, name string) error {
 
 // AllocateServiceIP takes an address for a service from the cluster's
 // services range: ip when valid (it must be free), else the lowest free
-// address that was not released recently.
+// address that was not released recently. The network and broadcast
+// addresses of the range are never handed out.
 func (t *Txn) AllocateServiceIP(project, loc, cluster, name string, ip netip.Addr) (*ServiceIP, error) {
 	p, c, err := t.s.lookupCluster(project, loc, cluster)
 	if err != nil {
@@ -1002,7 +1048,7 @@ func (t *Txn) AllocateServiceIP(project, loc, cluster, name string, ip netip.Add
 		if err != nil {
 			if CodeOf(t.s.allocError(err, "", "")) == Exhausted {
 				return nil, &Error{Code: Exhausted, Field: "ip",
-					Reason: fmt.Sprintf("Services range '%s' (%s) of cluster '%s' is exhausted: all %d addresses are in use.", c.ServicesRange, pfx, cluster, uint64(1)<<(32-pfx.Bits()))}
+					Reason: fmt.Sprintf("Services range '%s' (%s) of cluster '%s' is exhausted: all %d service addresses are in use.", c.ServicesRange, pfx, cluster, uint64(1)<<(32-pfx.Bits())-uint64(len(servicesReserved(pfx))))}
 			}
 			return nil, t.s.allocError(err, "ip", "")
 		}
@@ -1054,10 +1100,12 @@ func (s *State) Clusters(project, loc string) []*Cluster {
 	return sortedValues(p.k8s.clusters, func(c *Cluster) bool { return loc == "" || loc == "-" || c.Location == loc })
 }
 
-// ClusterNodes lists a cluster's nodes by zone and instance name.
+// ClusterNodes lists a cluster's nodes by zone and instance name (nodes
+// whose instance was deleted through another API are left out; the next
+// resize of their pool forgets them).
 func (s *State) ClusterNodes(project, loc, name string) []*ClusterNode {
 	if p := s.projects[project]; p != nil && p.k8s != nil {
-		return sortedValues(p.k8s.nodes[loc+"/"+name], nil)
+		return sortedValues(p.k8s.nodes[loc+"/"+name], func(n *ClusterNode) bool { return p.instances[n.Zone+"/"+n.Instance] != nil })
 	}
 	return nil
 }
@@ -1112,7 +1160,7 @@ func (s *State) Usage(c *Cluster) (ClusterUsage, error) {
 	u := ClusterUsage{PodsRangeName: c.PodsRange, ServicesRangeName: c.ServicesRange, PodRangeBits: PodBlockBits(c.MaxPodsPerNode)}
 	ck := c.Location + "/" + c.Name
 	if k := p.k8s; k != nil {
-		u.NodesUsed, u.ServiceIPsUsed = len(k.nodes[ck]), len(k.services[ck])
+		u.NodesUsed, u.ServiceIPsUsed = len(s.ClusterNodes(c.Project, c.Location, c.Name)), len(k.services[ck])
 	}
 	pfx, e, err := s.podRange(p, c)
 	if err != nil {
@@ -1154,6 +1202,65 @@ func (s *State) loadK8s(clusters []*Cluster, nodes []*ClusterNode, svcs []*Servi
 			return fmt.Errorf("load %s: %w", key, err)
 		}
 		p.kube().serviceMap(sv.Location + "/" + sv.Cluster)[sv.Name] = sv
+	}
+	for _, c := range clusters {
+		p := s.projects[c.Project]
+		if pfx, e, err := s.servicesRange(p, c); err == nil {
+			o := s.owner(OwnerRef{Kind: "reserved", Key: ClusterKey(c.Project, c.Location, c.Name)})
+			for _, a := range servicesReserved(pfx) {
+				_ = e.pool.Claim(netip.PrefixFrom(a, 32), o)
+			}
+		}
+	}
+	return nil
+}
+
+// K8sChange reports whether a change committed by another writer touches
+// clusters, nodes or service IPs. ApplyRemote (replica.go) does not apply
+// those incrementally; when this is true it should fail so that the
+// caller rebuilds the state with Load.
+func K8sChange(puts Snapshot, deleted []string) bool {
+	if len(puts.Clusters)+len(puts.ClusterNodes)+len(puts.ServiceIPs) > 0 {
+		return true
+	}
+	for _, k := range deleted {
+		parts := strings.Split(k, "/")
+		if len(parts) >= 6 && parts[0] == "projects" && parts[2] == "locations" && parts[4] == "clusters" {
+			return true
+		}
+	}
+	return false
+}
+
+// ReclaimServiceIPs claims again the service IPs (and the reserved
+// network and broadcast addresses) of every cluster of a network: a
+// network whose range index was rebuilt from subnets and interfaces alone
+// (reindexNetwork) has lost them.
+func (s *State) ReclaimServiceIPs(project, network string) error {
+	p := s.projects[project]
+	if p == nil || p.k8s == nil {
+		return nil
+	}
+	for _, c := range sortedValues(p.k8s.clusters, func(c *Cluster) bool { return c.Network == network }) {
+		pfx, e, err := s.servicesRange(p, c)
+		if err != nil {
+			continue
+		}
+		for _, sv := range sortedValues(p.k8s.services[c.Location+"/"+c.Name], nil) {
+			o := s.owner(OwnerRef{Kind: "service", Key: ServiceIPKey(sv.Project, sv.Location, sv.Cluster, sv.Name)})
+			if got, ok := e.pool.OwnerOf(netip.PrefixFrom(sv.IP, 32)); ok && got == o {
+				continue
+			}
+			if err := e.pool.Claim(netip.PrefixFrom(sv.IP, 32), o); err != nil {
+				return fmt.Errorf("service IP %s of %s: %w", sv.IP, ClusterKey(c.Project, c.Location, c.Name), err)
+			}
+		}
+		o := s.owner(OwnerRef{Kind: "reserved", Key: ClusterKey(c.Project, c.Location, c.Name)})
+		for _, a := range servicesReserved(pfx) {
+			if _, ok := e.pool.OwnerOf(netip.PrefixFrom(a, 32)); !ok {
+				_ = e.pool.Claim(netip.PrefixFrom(a, 32), o)
+			}
+		}
 	}
 	return nil
 }

@@ -179,7 +179,7 @@ func TestClusterSeed002(t *testing.T) {
 		t.Errorf("pod ranges %v", got)
 	}
 	u := f.usage("my-cluster")
-	if u.NodesUsed != 2 || u.NodesPossible != 16 || u.ServiceIPsUsed != 0 || u.ServiceIPsPossible != 8 || u.PodRangeBits != 24 {
+	if u.NodesUsed != 2 || u.NodesPossible != 16 || u.ServiceIPsUsed != 0 || u.ServiceIPsPossible != 6 || u.PodRangeBits != 24 {
 		t.Errorf("usage %+v", u)
 	}
 	// A second cluster cannot take the same pods range, nor use it for services.
@@ -206,29 +206,63 @@ func TestClusterResizeAndExhaustion(t *testing.T) {
 	f := newK8s(t)
 	f.seed002(2)
 	before := nodeRanges(f.s, "my-cluster")
-	err := f.try(func(tx *Txn) error { _, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 17); return err })
+	err := f.try(func(tx *Txn) error {
+		_, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 17)
+		return err
+	})
 	wantCode(t, err, Exhausted, "Pod range 'pods-range' (172.16.0.0/20) of subnetwork 'default' is exhausted: it can hold 14 more node(s) with a /24 pod range each (110 pods per node); 15 more were asked for.")
 	if got := nodeRanges(f.s, "my-cluster"); !slices.Equal(got, before) || len(f.s.Instances("p", "")) != 2 {
 		t.Fatalf("failed resize changed state: %v", got)
 	}
-	f.do(func(tx *Txn) error { _, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 16); return err })
+	f.do(func(tx *Txn) error {
+		_, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 16)
+		return err
+	})
 	if u := f.usage("my-cluster"); u.NodesUsed != 16 || u.NodesPossible != 16 {
 		t.Fatalf("usage %+v", u)
 	}
-	f.do(func(tx *Txn) error { _, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 14); return err })
+	f.do(func(tx *Txn) error {
+		_, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 14)
+		return err
+	})
 	if u := f.usage("my-cluster"); u.NodesUsed != 14 || u.NodesPossible != 16 || len(f.s.Instances("p", "")) != 14 {
 		t.Fatalf("usage %+v", u)
 	}
-	err = f.try(func(tx *Txn) error { _, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 20); return err })
+	err = f.try(func(tx *Txn) error {
+		_, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 20)
+		return err
+	})
 	wantCode(t, err, Exhausted, "it can hold 2 more node(s)")
 	f.reload()
 	if u := f.usage("my-cluster"); u.NodesUsed != 14 || u.NodesPossible != 16 {
 		t.Fatalf("usage after reload %+v", u)
 	}
-	f.do(func(tx *Txn) error { _, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 0); return err })
+	f.do(func(tx *Txn) error {
+		_, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 0)
+		return err
+	})
 	if u := f.usage("my-cluster"); u.NodesUsed != 0 || u.NodesPossible != 16 || len(f.s.Instances("p", "")) != 0 {
 		t.Fatalf("usage %+v", u)
 	}
+}
+
+func TestClusterNodeDeletedElsewhere(t *testing.T) {
+	f := newK8s(t)
+	f.seed002(2)
+	gone := f.s.ClusterNodes("p", "us-central1-a", "my-cluster")[0]
+	f.do(func(tx *Txn) error { return tx.DeleteInstance("p", gone.Zone, gone.Instance) })
+	if u := f.usage("my-cluster"); u.NodesUsed != 1 || u.NodesPossible != 16 {
+		t.Fatalf("usage %+v", u)
+	}
+	f.do(func(tx *Txn) error {
+		_, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 2)
+		return err
+	})
+	if n := len(f.s.ClusterNodes("p", "us-central1-a", "my-cluster")); n != 2 || f.s.NodeOf("p", gone.Zone, gone.Instance) != nil {
+		t.Fatalf("%d nodes after resize", n)
+	}
+	f.reload()
+	f.do(func(tx *Txn) error { return tx.DeleteCluster("p", "us-central1-a", "my-cluster") })
 }
 
 func TestClusterReleasedBlockNotReusedAtOnce(t *testing.T) {
@@ -236,11 +270,16 @@ func TestClusterReleasedBlockNotReusedAtOnce(t *testing.T) {
 	f.seed002(3)
 	nodes := f.s.ClusterNodes("p", "us-central1-a", "my-cluster")
 	victim := nodes[0]
-	f.do(func(tx *Txn) error { return tx.RemoveNode("p", "us-central1-a", "my-cluster", victim.Zone, victim.Instance) })
+	f.do(func(tx *Txn) error {
+		return tx.RemoveNode("p", "us-central1-a", "my-cluster", victim.Zone, victim.Instance)
+	})
 	if f.s.Instance("p", victim.Zone, victim.Instance) != nil {
 		t.Fatal("managed node instance not deleted")
 	}
-	f.do(func(tx *Txn) error { _, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 3); return err })
+	f.do(func(tx *Txn) error {
+		_, err := tx.SetNodePoolSize("p", "us-central1-a", "my-cluster", "default-pool", 3)
+		return err
+	})
 	if slices.Contains(nodeRanges(f.s, "my-cluster"), victim.PodRange.String()) {
 		t.Errorf("released %s handed out again at once: %v", victim.PodRange, nodeRanges(f.s, "my-cluster"))
 	}
@@ -350,7 +389,10 @@ func TestClusterJoinLeave(t *testing.T) {
 		fmt.Sprint(ifc.Aliases) != "[{172.16.0.0/24 pods-range} {172.21.0.0/28 other}]" {
 		t.Fatalf("joined node %+v, aliases %v", n, ifc.Aliases)
 	}
-	err := f.try(func(tx *Txn) error { _, err := tx.JoinNode("p", "us-central1-a", "my-cluster", "", "us-central1-a", "vm1"); return err })
+	err := f.try(func(tx *Txn) error {
+		_, err := tx.JoinNode("p", "us-central1-a", "my-cluster", "", "us-central1-a", "vm1")
+		return err
+	})
 	wantCode(t, err, AlreadyExists, "already a node")
 	if f.s.NodeOf("p", "us-central1-a", "vm1") == nil {
 		t.Error("NodeOf vm1 = nil")
@@ -362,7 +404,10 @@ func TestClusterJoinLeave(t *testing.T) {
 		t.Fatalf("after leave: aliases %v", ifc.Aliases)
 	}
 	// Join again and delete the cluster: the instance stays, its pod range goes.
-	f.do(func(tx *Txn) error { _, err := tx.JoinNode("p", "us-central1-a", "my-cluster", "", "us-central1-a", "vm1"); return err })
+	f.do(func(tx *Txn) error {
+		_, err := tx.JoinNode("p", "us-central1-a", "my-cluster", "", "us-central1-a", "vm1")
+		return err
+	})
 	f.do(func(tx *Txn) error { return tx.DeleteCluster("p", "us-central1-a", "my-cluster") })
 	ifc = f.s.NICs(f.s.Instance("p", "us-central1-a", "vm1"))[0]
 	if fmt.Sprint(ifc.Aliases) != "[{172.21.0.0/28 other}]" {
@@ -377,7 +422,10 @@ func TestClusterJoinLeave(t *testing.T) {
 		_, _, err := tx.CreateInstance(CreateInstanceReq{Instance: Instance{Project: "p", Zone: "us-central1-a", Name: "vm2"}, NICs: []NICSpec{{Subnet: "s2"}}})
 		return err
 	})
-	err = f.try(func(tx *Txn) error { _, err := tx.JoinNode("p", "us-central1-a", "my-cluster", "", "us-central1-a", "vm2"); return err })
+	err = f.try(func(tx *Txn) error {
+		_, err := tx.JoinNode("p", "us-central1-a", "my-cluster", "", "us-central1-a", "vm2")
+		return err
+	})
 	wantCode(t, err, Invalid, "not in the cluster's subnetwork")
 }
 
@@ -405,14 +453,18 @@ func TestServiceIPs(t *testing.T) {
 		}
 		got = append(got, sv.IP.String())
 	}
-	if fmt.Sprint(got) != "[172.20.0.0 172.20.0.1 172.20.0.2]" {
+	if fmt.Sprint(got) != "[172.20.0.1 172.20.0.2 172.20.0.3]" {
 		t.Errorf("service IPs %v", got)
 	}
 	if _, err := alloc("default.web", ""); CodeOf(err) != AlreadyExists {
 		t.Errorf("duplicate name: %v", err)
 	}
-	_, err := alloc("x.explicit", "172.20.0.1")
+	_, err := alloc("x.explicit", "172.20.0.2")
 	wantCode(t, err, InUse, "already being used")
+	for _, a := range []string{"172.20.0.0", "172.20.0.7"} {
+		_, err = alloc("x.reserved", a)
+		wantCode(t, err, InUse, "already being used")
+	}
 	_, err = alloc("x.outside", "172.16.9.9")
 	wantCode(t, err, Invalid, "outside the services range")
 	_, err = alloc("Bad_Name", "")
@@ -420,32 +472,37 @@ func TestServiceIPs(t *testing.T) {
 	// Nothing else can take a service IP: an alias on a VM is refused.
 	err = f.try(func(tx *Txn) error {
 		_, _, err := tx.CreateInstance(CreateInstanceReq{Instance: Instance{Project: "p", Zone: "us-central1-a", Name: "thief"},
-			NICs: []NICSpec{{Subnet: "default", Aliases: []AliasSpec{aliasIn("services-range", "172.20.0.2")}}}})
+			NICs: []NICSpec{{Subnet: "default", Aliases: []AliasSpec{aliasIn("services-range", "172.20.0.3")}}}})
 		return err
 	})
 	wantCode(t, err, InUse, "already being used")
 	f.reload()
-	_, err = alloc("x.explicit", "172.20.0.1")
-	wantCode(t, err, InUse, "already being used")
+	for _, a := range []string{"172.20.0.0", "172.20.0.2", "172.20.0.7"} {
+		_, err = alloc("x.explicit", a)
+		wantCode(t, err, InUse, "already being used")
+	}
 	// Release: the address is not the next one handed out.
-	f.do(func(tx *Txn) error { _, err := tx.ReleaseServiceIP("p", "us-central1-a", "my-cluster", "default.web"); return err })
+	f.do(func(tx *Txn) error {
+		_, err := tx.ReleaseServiceIP("p", "us-central1-a", "my-cluster", "default.web")
+		return err
+	})
 	sv, err := alloc("default.web2", "")
-	if err != nil || sv.IP.String() != "172.20.0.3" {
+	if err != nil || sv.IP.String() != "172.20.0.4" {
 		t.Errorf("after release got %v, %v", sv, err)
 	}
-	for i := range 4 {
+	for i := range 2 {
 		if _, err := alloc(fmt.Sprintf("ns.s%d", i), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// 7 in use, the released .1 waits in quarantine: it is the last one.
+	// 5 in use, the released .2 waits in quarantine: it is the last one.
 	sv, err = alloc("ns.last", "")
-	if err != nil || sv.IP.String() != "172.20.0.1" {
+	if err != nil || sv.IP.String() != "172.20.0.2" {
 		t.Errorf("last got %v, %v", sv, err)
 	}
 	_, err = alloc("ns.full", "")
 	wantCode(t, err, Exhausted, "Services range 'services-range' (172.20.0.0/29) of cluster 'my-cluster' is exhausted")
-	if u := f.usage("my-cluster"); u.ServiceIPsUsed != 8 || u.ServiceIPsPossible != 8 {
+	if u := f.usage("my-cluster"); u.ServiceIPsUsed != 6 || u.ServiceIPsPossible != 6 {
 		t.Errorf("usage %+v", u)
 	}
 	// Deleting the cluster releases every service IP.
@@ -532,5 +589,40 @@ func BenchmarkNodeJoin5000(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// A network re-indexed from subnets and interfaces (replica.go) gets its
+// service IPs back with ReclaimServiceIPs; K8sChange flags changes that
+// ApplyRemote must not apply incrementally.
+func TestReclaimServiceIPsAfterReindex(t *testing.T) {
+	f := newK8s(t)
+	f.seed002(1)
+	f.do(func(tx *Txn) error {
+		_, err := tx.AllocateServiceIP("p", "us-central1-a", "my-cluster", "default.kubernetes", netip.Addr{})
+		return err
+	})
+	p := f.s.projects["p"]
+	if err := f.s.reindexNetwork(p, "default"); err != nil {
+		t.Fatal(err)
+	}
+	if _, o, ok := f.s.Holder("p", "default", pfx("172.20.0.1/32")); ok {
+		t.Fatalf("reindex kept the service IP (%v): the test no longer shows the problem", o)
+	}
+	if err := f.s.ReclaimServiceIPs("p", "default"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"172.20.0.0/32", "172.20.0.1/32", "172.20.0.7/32"} {
+		if _, _, ok := f.s.Holder("p", "default", pfx(a)); !ok {
+			t.Errorf("%s not held after ReclaimServiceIPs", a)
+		}
+	}
+	if err := f.s.ReclaimServiceIPs("p", "default"); err != nil {
+		t.Fatalf("second reclaim: %v", err)
+	}
+	if K8sChange(Snapshot{Subnets: []*Subnet{{}}}, []string{"projects/p/zones/z/instances/i"}) ||
+		!K8sChange(Snapshot{}, []string{"projects/p/locations/l/clusters/c/serviceIPs/x"}) ||
+		!K8sChange(Snapshot{ClusterNodes: []*ClusterNode{{}}}, nil) {
+		t.Error("K8sChange")
 	}
 }
