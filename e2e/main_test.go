@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,7 +47,25 @@ type Server struct {
 	cmd     *exec.Cmd
 	Addr    string
 	DataDir string
-	Log     *strings.Builder
+	Log     *syncLog
+}
+
+// syncLog collects the server's stderr; tests read it while it grows.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) WriteString(s string) {
+	l.mu.Lock()
+	l.b.WriteString(s)
+	l.mu.Unlock()
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func freePort(t testing.TB) string {
@@ -65,7 +84,7 @@ func StartServer(t testing.TB, dataDir string, extra ...string) *Server {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	s := &Server{t: t, Addr: freePort(t), DataDir: dataDir, Log: &strings.Builder{}}
+	s := &Server{t: t, Addr: freePort(t), DataDir: dataDir, Log: &syncLog{}}
 	args := append([]string{"serve", "--listen", s.Addr, "--data-dir", dataDir}, extra...)
 	s.cmd = exec.Command(binary, args...)
 	stderr, _ := s.cmd.StderrPipe()

@@ -136,7 +136,8 @@ func TestNetworkPolicyWithGoClient(t *testing.T) {
 			subnetRoute = r.Name
 		}
 	}
-	if types["STATIC"] != 2 || types["SUBNET"] != 2 || subnetRoute == "" {
+	// Two static routes of the test plus the network's default internet route.
+	if types["STATIC"] != 3 || types["SUBNET"] != 2 || subnetRoute == "" {
 		t.Fatalf("route types %v", types)
 	}
 	if _, err := c.Routes.Delete(proj, subnetRoute).Do(); apiCode(err) != 400 || !strings.Contains(err.Error(), "subnet route") {
@@ -242,7 +243,7 @@ func TestNetworkPolicyWithGoClient(t *testing.T) {
 			Status string `json:"status"`
 		} `json:"routes"`
 	}
-	if code := getJSON(t, s.URL()+"/aliasnet/v1/projects/"+proj+"/zones/"+zone+"/instances/vm1/effectiveRoutes", &er); code != 200 || len(er.Routes) != 3 {
+	if code := getJSON(t, s.URL()+"/aliasnet/v1/projects/"+proj+"/zones/"+zone+"/instances/vm1/effectiveRoutes", &er); code != 200 || len(er.Routes) != 4 { // 2 subnet routes, to-onprem, the default internet route
 		t.Fatalf("effective routes: %d %+v", code, er)
 	}
 	var fab struct {

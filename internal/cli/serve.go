@@ -20,6 +20,7 @@ func newServeCmd() *cobra.Command {
 	var trusted []string
 	var ali alibabaServeFlags
 	var rd routingDNSServeFlags
+	var sf storeServeFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the aliasnet server (control plane + APIs) on the embedded store",
@@ -38,6 +39,9 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			if err := rd.apply(&cfg); err != nil {
+				return err
+			}
+			if err := sf.apply(&cfg); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,5 +65,6 @@ func newServeCmd() *cobra.Command {
 	f.StringSliceVar(&trusted, "metadata-trusted-proxy", nil, "CIDR or address of a proxy whose X-Forwarded-For names the instance (repeatable)")
 	ali.register(cmd)
 	rd.register(cmd)
+	sf.register(cmd)
 	return cmd
 }

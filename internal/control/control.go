@@ -137,6 +137,8 @@ func (s *Service) reload(ctx context.Context) error {
 // Prefixes of store keys by kind.
 func kindOf(key string) string {
 	switch {
+	case k8sKind(key) != "": // clusters (k8s.go); exact, so first
+		return k8sKind(key)
 	case strings.Contains(key, "/operations/"):
 		return "operation"
 	case strings.Contains(key, "/requests/"):
@@ -222,6 +224,18 @@ func decodeAll(kvs []store.KV) (model.Snapshot, map[string]*Operation, map[strin
 			v := new(Operation)
 			err = json.Unmarshal(kv.Value, v)
 			ops[kv.Key] = v
+		case "cluster":
+			v := new(model.Cluster)
+			err = json.Unmarshal(kv.Value, v)
+			ms.Clusters = append(ms.Clusters, v)
+		case "clusterNode":
+			v := new(model.ClusterNode)
+			err = json.Unmarshal(kv.Value, v)
+			ms.ClusterNodes = append(ms.ClusterNodes, v)
+		case "serviceIP":
+			v := new(model.ServiceIP)
+			err = json.Unmarshal(kv.Value, v)
+			ms.ServiceIPs = append(ms.ServiceIPs, v)
 		case "request":
 			reqs[kv.Key] = string(kv.Value)
 		}

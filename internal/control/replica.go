@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -68,6 +69,9 @@ type replicaStore interface {
 const (
 	maxBatchOps   = 128
 	maxBatchBytes = 1 << 20
+	// maxInflight transactions per replica at once; requests arriving
+	// meanwhile are decided together when one returns (group commit).
+	maxInflight = 1
 	// giveUp bounds how long a request keeps retrying while the store
 	// does not answer.
 	giveUp = 60 * time.Second
@@ -110,8 +114,8 @@ type replica struct {
 	cond *sync.Cond // on s.mu
 
 	// All below guarded by s.mu.
-	applied  int64            // every change up to here is in memory (or own)
-	advanced chan struct{}    // closed when applied advances
+	applied  int64             // every change up to here is in memory (or own)
+	advanced chan struct{}     // closed when applied advances
 	busy     map[string]*batch // domain -> batch holding it
 	waiting  map[string][]*work
 	lastOwn  map[string]int64 // key or domain -> revision of our last commit of it
@@ -119,6 +123,8 @@ type replica struct {
 	keyDoms  map[string][]string
 	paused   bool
 	parked   []*work
+	inflight int     // transactions in flight
+	queued   []*work // arrived while maxInflight transactions were in flight
 	syncing  []*work
 	syncOn   bool
 
@@ -146,6 +152,7 @@ type work struct {
 	keyDoms map[string][]string // domains of each resource written
 	bytes   int
 	solo    bool // commit alone (it was too big together with others)
+	own     bool // lost a race: commit only with works of its own domains
 
 	done chan struct{}
 	res  *Operation
@@ -160,7 +167,9 @@ type batch struct {
 	cmps     int
 	bytes    int
 	solo     bool
+	own      bool
 	catching bool // failed; waiting for the watch before deciding again
+	sent     time.Time
 }
 
 func newReplica(s *Service, st replicaStore) *replica {
@@ -197,7 +206,12 @@ func (r *replica) do(ctx context.Context, op Op, m Mutation) (*Operation, error)
 	if op.RequestID != "" {
 		w.rk = requestKey(op.Project, op.RequestID)
 	}
-	r.schedule([]*work{w})
+	if r.inflight >= maxInflight {
+		// Group commit: decided together when a transaction returns.
+		r.queued = append(r.queued, w)
+	} else {
+		r.schedule([]*work{w})
+	}
 	s.mu.Unlock()
 	<-w.done
 	return w.res, w.err
@@ -500,7 +514,11 @@ func (b *batch) add(w *work) {
 	b.works = append(b.works, w)
 }
 
-// schedule decides cands and commits them, grouped by domain. Called with
+// schedule decides cands and commits them in as few transactions as the
+// limits allow (group commit). Works of one domain always share a
+// transaction; works of different domains share one too unless one of
+// them lost a race before (then it commits only with its own domains, so
+// a contended domain does not drag others into its retries). Called with
 // s.mu held.
 func (r *replica) schedule(cands []*work) {
 	if r.paused {
@@ -523,14 +541,11 @@ func (r *replica) schedule(cands []*work) {
 				sharing = append(sharing, b)
 			}
 		}
+		var join *batch
 		switch {
-		case len(sharing) == 0:
-			b := &batch{solo: w.solo}
-			b.add(w)
-			open = append(open, b)
 		case len(sharing) == 1 && !w.solo && !sharing[0].solo && sharing[0].fits(w):
-			sharing[0].add(w)
-		default:
+			join = sharing[0]
+		case len(sharing) > 0:
 			// Decided on top of a group it cannot join: undo (it is the
 			// newest decision), and decide again when that group is done.
 			r.undo(w)
@@ -540,7 +555,20 @@ func (r *replica) schedule(cands []*work) {
 					break
 				}
 			}
+			continue
+		case !w.solo && !w.own:
+			for _, b := range open {
+				if !b.solo && !b.own && b.fits(w) {
+					join = b
+					break
+				}
+			}
 		}
+		if join == nil {
+			join = &batch{solo: w.solo, own: w.own}
+			open = append(open, join)
+		}
+		join.add(w)
 	}
 	for _, b := range open {
 		r.submit(b)
@@ -585,6 +613,8 @@ func (r *replica) submit(b *batch) {
 	for _, d := range b.doms {
 		r.busy[d] = b
 	}
+	r.inflight++
+	b.sent = time.Now()
 	c := r.st.Submit(txn)
 	go r.complete(b, c)
 }
@@ -594,6 +624,7 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 	rev, err := c.Wait(context.Background())
 	s := r.s
 	s.mu.Lock()
+	r.inflight--
 	if err == nil {
 		r.stats.commits.Add(1)
 		r.stats.requests.Add(int64(len(b.works)))
@@ -623,7 +654,7 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 			w.tx = nil
 			r.finish(w, w.o, nil)
 		}
-		cands := r.release(b)
+		cands := append(r.release(b), r.takeQueued()...)
 		r.schedule(cands)
 		s.mu.Unlock()
 		s.bump(rev)
@@ -634,7 +665,7 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 		r.undo(b.works[i])
 	}
 	if errors.Is(err, store.ErrRejected) {
-		cands := r.release(b)
+		cands := append(r.release(b), r.takeQueued()...)
 		if len(b.works) == 1 {
 			r.finish(b.works[0], nil, fmt.Errorf("control: commit: %w", err))
 		} else {
@@ -655,6 +686,11 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 		s.log.Warn("store commit outcome unknown; catching up", "err", err)
 	}
 	b.catching = true
+	for _, w := range b.works {
+		w.own = true
+	}
+	queued := r.takeQueued()
+	r.schedule(queued)
 	r.cond.Broadcast()
 	s.mu.Unlock()
 	target := rev
@@ -662,6 +698,12 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 		target = r.currentRev()
 	}
 	r.waitApplied(target)
+	if errors.Is(err, store.ErrConflict) {
+		// Replicas that collided on a domain would collide again if they
+		// all retried at once: back off a random part of one round trip
+		// (meanwhile more requests join the retry: bigger groups).
+		time.Sleep(time.Duration(rand.Int64N(int64(max(time.Since(b.sent), time.Millisecond)))))
+	}
 	s.mu.Lock()
 	cands := r.release(b)
 	r.stats.retries.Add(int64(len(b.works)))
@@ -674,6 +716,14 @@ func (w *work) changes() []model.Change {
 		return nil
 	}
 	return w.tx.Changes()
+}
+
+// takeQueued returns the works that arrived while the in-flight limit was
+// reached.
+func (r *replica) takeQueued() []*work {
+	q := r.queued
+	r.queued = nil
+	return q
 }
 
 // release frees a batch's domains and returns the work waiting for them.
@@ -846,7 +896,11 @@ func (r *replica) apply(ev store.Event) error {
 	} else if len(ev.Puts)+len(ev.Deletes) > 0 {
 		r.stats.remote.Add(1)
 		changed = true
-		reload = r.applyRemote(ev)
+		if reload = r.applyRemote(ev); reload != nil {
+			// The state may be half-changed: decide nothing on it until
+			// the reload below has replaced it.
+			r.paused = true
+		}
 	}
 	r.setApplied(ev.Rev)
 	s.mu.Unlock()

@@ -42,7 +42,7 @@ func replicas(t *testing.T, n int) ([]*control.Service, *etcdtest.Cluster) {
 
 const zone, region = "us-central1-a", "us-central1"
 
-func setupSubnet(t *testing.T, svc *control.Service, network, subnet, cidr string, instances int) {
+func setupSubnet(t testing.TB, svc *control.Service, network, subnet, cidr string, instances int) {
 	t.Helper()
 	do(t, svc, func(tx *model.Txn) error {
 		if tx.State().Network("p", network) == nil {
@@ -284,4 +284,83 @@ func TestRemoteChangesReachLongPolls(t *testing.T) {
 	// replica 0 created a moment ago, without waiting for its watch.
 	setupSubnet(t, svcs[0], "vpc", "s2", "10.1.0.0/24", 1)
 	do(t, svcs[1], func(tx *model.Txn) error { return tx.DeleteInstance("p", zone, "s2-vm0") })
+}
+
+// BenchmarkReplicaAlloc: 64 callers over 3 in-process replicas (no HTTP)
+// move their own instance's /32 between two addresses; instances spread
+// over 64 networks or all in one. etcd runs in the same process (fsync
+// on), so this is the replication layer's own cost.
+func BenchmarkReplicaAlloc(b *testing.B) {
+	for _, nets := range []int{1, 64} {
+		b.Run(fmt.Sprintf("networks=%d", nets), func(b *testing.B) {
+			c := etcdtest.Start(b, 3, etcdtest.Options{})
+			prefix := fmt.Sprintf("/bench-%d/", time.Now().UnixNano())
+			var svcs []*control.Service
+			for range 3 {
+				st, err := store.OpenEtcd(context.Background(), store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix})
+				if err != nil {
+					b.Fatal(err)
+				}
+				svc, err := control.New(context.Background(), st, control.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { svc.Close(); st.Close() })
+				svcs = append(svcs, svc)
+			}
+			for n := range nets {
+				net := fmt.Sprintf("n%d", n)
+				do(b, svcs[0], func(tx *model.Txn) error {
+					if _, err := tx.CreateNetwork(model.Network{Project: "p", Name: net}); err != nil {
+						return err
+					}
+					_, err := tx.CreateSubnet(model.Subnet{Project: "p", Region: region, Name: "s" + net, Network: net,
+						Range: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", n))})
+					return err
+				})
+			}
+			for i := range 64 {
+				do(b, svcs[0], func(tx *model.Txn) error {
+					_, _, err := tx.CreateInstance(model.CreateInstanceReq{
+						Instance: model.Instance{Project: "p", Zone: zone, Name: fmt.Sprintf("vm%d", i)},
+						NICs:     []model.NICSpec{{Subnet: fmt.Sprintf("sn%d", i%nets)}}})
+					return err
+				})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for _, s := range svcs {
+				if err := s.Sync(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var next atomic.Int64
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				me := int(next.Add(1) - 1)
+				svc := svcs[me%3]
+				name := fmt.Sprintf("vm%d", me%64)
+				n := (me % 64) % nets
+				k := 0
+				for pb.Next() {
+					a := netip.AddrFrom4([4]byte{10, byte(n), 1, byte(2*(me%64) + k%2)})
+					if _, err := setAlias(svc, name, "", []model.AliasSpec{{Prefix: netip.PrefixFrom(a, 32)}}); err != nil {
+						b.Error(err)
+						return
+					}
+					k++
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "allocs/s")
+			var st control.ReplicaStats
+			for _, s := range svcs {
+				x := s.ReplicaStats()
+				st.Commits += x.Commits
+				st.Conflicts += x.Conflicts
+			}
+			b.ReportMetric(float64(b.N)/float64(st.Commits), "allocs/txn")
+			b.ReportMetric(float64(st.Conflicts)/float64(st.Commits+st.Conflicts), "conflicts/txn")
+		})
+	}
 }

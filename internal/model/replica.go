@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -19,6 +20,14 @@ import (
 // kind this function does not know; the caller then rebuilds the whole
 // state with Load, which is always correct.
 func (s *State) ApplyRemote(puts Snapshot, deleted []string) error {
+	// Kinds added to Snapshot after this function was written are not
+	// applied here: say so, and the caller reloads.
+	v := reflect.ValueOf(puts)
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Slice && f.Len() > 0 && !appliedKinds[v.Type().Field(i).Name] {
+			return fmt.Errorf("apply: %s are not applied incrementally", v.Type().Field(i).Name)
+		}
+	}
 	type netRef struct{ project, network string }
 	reindex := map[netRef]bool{}
 	eipsChanged := len(puts.EIPs) > 0
@@ -152,6 +161,10 @@ func (s *State) ApplyRemote(puts Snapshot, deleted []string) error {
 	}
 	return nil
 }
+
+// appliedKinds are the Snapshot fields ApplyRemote handles.
+var appliedKinds = map[string]bool{"Networks": true, "Subnets": true, "Instances": true, "Interfaces": true,
+	"Templates": true, "EIPs": true, "Routes": true, "Firewalls": true, "Dynamic": true, "Routers": true, "DNSZones": true}
 
 // unindexInterface releases what indexInterface claimed for ifc.
 func (s *State) unindexInterface(p *project, ifc *Interface) {

@@ -282,3 +282,21 @@ func TestApplyRemoteMatchesLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyRemoteRefusesUnknownKinds: a resource kind ApplyRemote does
+// not know makes it fail (the caller reloads) rather than drop it.
+func TestApplyRemoteRefusesUnknownKinds(t *testing.T) {
+	v := reflect.ValueOf(Snapshot{})
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Name
+		if appliedKinds[name] {
+			continue
+		}
+		var snap Snapshot
+		f := reflect.ValueOf(&snap).Elem().Field(i)
+		f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		if err := NewState().ApplyRemote(snap, nil); err == nil {
+			t.Errorf("%s applied without an error", name)
+		}
+	}
+}

@@ -10,12 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"time"
 
 	aliasnetapi "github.com/aliasnet/aliasnet/internal/api/aliasnet"
 	"github.com/aliasnet/aliasnet/internal/api/ecs"
 	"github.com/aliasnet/aliasnet/internal/api/gce"
+	"github.com/aliasnet/aliasnet/internal/api/gke"
 	"github.com/aliasnet/aliasnet/internal/control"
 	"github.com/aliasnet/aliasnet/internal/metadata"
 	"github.com/aliasnet/aliasnet/internal/model"
@@ -47,6 +47,11 @@ type Config struct {
 	InstanceTypes model.InstanceTypes
 	// Cloud Router BGP speakers and internal DNS (routing_dns.go).
 	RoutingDNSConfig
+	// Store is "bbolt" (default: the embedded store in DataDir) or
+	// "etcd" (several replicas share it; see docs/ha.md and store.go).
+	Store string
+	// Etcd configures the etcd store.
+	Etcd store.EtcdOptions
 }
 
 // Server is a running aliasnet.
@@ -73,7 +78,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Listen = "127.0.0.1:8080"
 	}
 	start := time.Now()
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "aliasnet.db"), store.BoltOptions{NoSync: cfg.NoSync})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +111,15 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(metadata.NICsPattern, metadata.NICsHandler(s.Svc))
 	// Alibaba ECS/VPC RPC: POST (or GET) / with Action and Version.
 	mux.Handle("/{$}", ecs.New(s.Svc, ecs.Options{Keys: s.cfg.AccessKeys, Logger: s.log}))
+	mux.HandleFunc("GET /aliasnet/v1/replica", s.replicaStatus)
+	mux.HandleFunc("GET /aliasnet/v1/store/snapshot", s.storeSnapshot)
+	// Kubernetes Engine v1 (clusters, node pools, operations), the Service
+	// Usage check gcloud makes first, and aliasnet's cluster calls: narrow
+	// patterns only (see package gke).
+	gk := gke.New(s.Svc, s.log)
+	for _, p := range gke.Patterns {
+		mux.Handle(p, gk)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,9 +49,9 @@ type EtcdOptions struct {
 //
 // Submit sends each Txn as one etcd transaction: guards become compares,
 // puts and deletes its operations. Transactions are pipelined: several
-// are in flight at once, but one that shares a key (guarded, put or
-// deleted) with an earlier unfinished one waits for it, so overlapping
-// transactions commit in submission order.
+// are in flight at once, but one that writes a key an earlier unfinished
+// one guards or writes (or guards a key it writes) waits for it, so
+// overlapping transactions commit in submission order.
 type Etcd struct {
 	cli     *clientv3.Client
 	ownCli  bool
@@ -61,7 +62,7 @@ type Etcd struct {
 	mu     sync.Mutex
 	rev    int64
 	closed bool
-	last   map[string]*etcdQueued // key -> newest unfinished txn touching it
+	keys   map[string]*keyState // unfinished transactions by key
 	wg     sync.WaitGroup
 	stop   context.CancelFunc
 	ctx    context.Context
@@ -90,7 +91,7 @@ func OpenEtcd(ctx context.Context, o EtcdOptions) (*Etcd, error) {
 		o.MaxInFlight = 256
 	}
 	e := &Etcd{cli: o.Client, prefix: o.Prefix, timeout: o.RequestTimeout,
-		sem: make(chan struct{}, o.MaxInFlight), last: map[string]*etcdQueued{}}
+		sem: make(chan struct{}, o.MaxInFlight), keys: map[string]*keyState{}}
 	if e.cli == nil {
 		if len(o.Endpoints) == 0 {
 			return nil, errors.New("store: etcd: no endpoints")
@@ -210,25 +211,25 @@ func (e *Etcd) load(ctx context.Context) (Snapshot, error) {
 	}
 }
 
-// Submit implements Store.
+// Submit implements Store. A transaction waits for every unfinished
+// earlier one that writes a key it guards or writes, and for every
+// unfinished earlier one that guards a key it writes; transactions that
+// only compare the same key run side by side.
 func (e *Etcd) Submit(t Txn) *Commit {
 	c := newCommit()
 	q := &etcdQueued{txn: t, c: c}
-	seen := map[string]bool{}
-	add := func(k string) {
-		if !seen[k] {
-			seen[k] = true
-			q.keys = append(q.keys, k)
-		}
-	}
-	for _, g := range t.Guards {
-		add(g.Key)
-	}
+	writes := map[string]bool{}
 	for _, kv := range t.Puts {
-		add(kv.Key)
+		writes[kv.Key] = true
 	}
 	for _, k := range t.Deletes {
-		add(k)
+		writes[k] = true
+	}
+	reads := map[string]bool{}
+	for _, g := range t.Guards {
+		if !writes[g.Key] {
+			reads[g.Key] = true
+		}
 	}
 	e.mu.Lock()
 	if e.closed {
@@ -237,11 +238,33 @@ func (e *Etcd) Submit(t Txn) *Commit {
 		return c
 	}
 	var preds []*etcdQueued
-	for _, k := range q.keys {
-		if p := e.last[k]; p != nil && !containsQ(preds, p) {
+	dep := func(p *etcdQueued) {
+		if p != nil && !containsQ(preds, p) {
 			preds = append(preds, p)
 		}
-		e.last[k] = q
+	}
+	for k := range writes {
+		ks := e.keys[k]
+		if ks == nil {
+			ks = &keyState{}
+			e.keys[k] = ks
+		}
+		dep(ks.writer)
+		for _, r := range ks.readers {
+			dep(r)
+		}
+		ks.writer, ks.readers = q, nil
+		q.keys = append(q.keys, k)
+	}
+	for k := range reads {
+		ks := e.keys[k]
+		if ks == nil {
+			ks = &keyState{}
+			e.keys[k] = ks
+		}
+		dep(ks.writer)
+		ks.readers = append(ks.readers, q)
+		q.keys = append(q.keys, k)
 	}
 	for _, p := range preds {
 		p.next = append(p.next, q)
@@ -253,6 +276,13 @@ func (e *Etcd) Submit(t Txn) *Commit {
 		go e.run(q)
 	}
 	return c
+}
+
+// keyState is the unfinished transactions that touch a key: the newest
+// writer and the readers (guards) submitted after it.
+type keyState struct {
+	writer  *etcdQueued
+	readers []*etcdQueued
 }
 
 func containsQ(qs []*etcdQueued, q *etcdQueued) bool {
@@ -271,8 +301,18 @@ func (e *Etcd) run(q *etcdQueued) {
 	<-e.sem
 	e.mu.Lock()
 	for _, k := range q.keys {
-		if e.last[k] == q {
-			delete(e.last, k)
+		ks := e.keys[k]
+		if ks == nil {
+			continue
+		}
+		if ks.writer == q {
+			ks.writer = nil
+		}
+		if i := slices.Index(ks.readers, q); i >= 0 {
+			ks.readers = slices.Delete(ks.readers, i, i+1)
+		}
+		if ks.writer == nil && len(ks.readers) == 0 {
+			delete(e.keys, k)
 		}
 	}
 	var ready []*etcdQueued

@@ -23,6 +23,8 @@ type Cluster struct {
 	mu      sync.Mutex
 	members []*member
 	rmDir   string
+	// TLS is the test PKI when Options.TLS is set.
+	TLS *TLSFiles
 }
 
 type member struct {
@@ -38,6 +40,9 @@ type Options struct {
 	NoFsync bool
 	// Dir holds the members' data (default: a t.TempDir()).
 	Dir string
+	// TLS serves clients over https only, with client certificates
+	// required (Cluster.TLS names the files).
+	TLS bool
 }
 
 func freeURL() (url.URL, error) {
@@ -86,6 +91,12 @@ func start(n int, o Options, tempDir func() string) (*Cluster, error) {
 		o.Dir = tempDir()
 	}
 	c := &Cluster{}
+	if o.TLS {
+		var err error
+		if c.TLS, err = makePKI(o.Dir); err != nil {
+			return nil, err
+		}
+	}
 	var initial []string
 	for i := range n {
 		peer, err := freeURL()
@@ -95,6 +106,9 @@ func start(n int, o Options, tempDir func() string) (*Cluster, error) {
 		client, err := freeURL()
 		if err != nil {
 			return nil, err
+		}
+		if c.TLS != nil {
+			client.Scheme = "https"
 		}
 		cfg := embed.NewConfig()
 		cfg.Name = fmt.Sprintf("m%d", i)
@@ -110,6 +124,10 @@ func start(n int, o Options, tempDir func() string) (*Cluster, error) {
 		cfg.ListenMetricsUrls = nil
 		cfg.TickMs = 50
 		cfg.ElectionMs = 500
+		if c.TLS != nil {
+			cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = c.TLS.ServerCert, c.TLS.ServerKey
+			cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = c.TLS.CA, true
+		}
 		c.members = append(c.members, &member{cfg: cfg, url: client.String()})
 		initial = append(initial, cfg.Name+"="+peer.String())
 	}
