@@ -468,13 +468,29 @@ func (r *replica) blocked(doms []string, inFlightOnly bool) (string, bool) {
 	return "", false
 }
 
+// shares reports whether w touches a domain of b, or the project of one
+// of b's network domains, or a network of one of b's project domains.
 func (b *batch) shares(w *work) bool {
 	for _, d := range w.doms {
-		if slices.Contains(b.doms, d) {
-			return true
+		for _, e := range b.doms {
+			if related(d, e) {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+func related(d, e string) bool {
+	if d == e {
+		return true
+	}
+	if strings.HasPrefix(d, versionPrefix+"-") || strings.HasPrefix(e, versionPrefix+"-") {
+		return false
+	}
+	pd, dProj := domainProject(d)
+	pe, eProj := domainProject(e)
+	return pd == pe && (dProj || eProj)
 }
 
 func (b *batch) fits(w *work) bool {
@@ -549,10 +565,13 @@ func (r *replica) schedule(cands []*work) {
 			// Decided on top of a group it cannot join: undo (it is the
 			// newest decision), and decide again when that group is done.
 			r.undo(w)
+		wait:
 			for _, d := range w.doms {
-				if slices.Contains(sharing[0].doms, d) {
-					r.waiting[d] = append(r.waiting[d], w)
-					break
+				for _, e := range sharing[0].doms {
+					if related(d, e) {
+						r.waiting[e] = append(r.waiting[e], w)
+						break wait
+					}
 				}
 			}
 			continue

@@ -3,8 +3,11 @@ package control_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -363,4 +366,170 @@ func BenchmarkReplicaAlloc(b *testing.B) {
 			b.ReportMetric(float64(st.Conflicts)/float64(st.Commits+st.Conflicts), "conflicts/txn")
 		})
 	}
+}
+
+// TestReplicasMixedLevels: project-level changes (instance templates),
+// network-level ones (subnets) and interface changes run together on three
+// replicas; all commit, and the replicas end identical.
+func TestReplicasMixedLevels(t *testing.T) {
+	svcs, _ := replicas(t, 3)
+	setupSubnet(t, svcs[0], "vpc", "s", "10.0.0.0/20", 12)
+	syncAll(t, svcs)
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Go(func() {
+			svc := svcs[g%3]
+			for k := range 15 {
+				var err error
+				switch g % 3 {
+				case 0: // project level
+					name := fmt.Sprintf("tpl-%d-%d", g, k)
+					_, err = svc.Do(context.Background(), control.Op{Project: "p", Scope: "global", Type: "insert"},
+						func(tx *model.Txn) (uint64, any, error) {
+							_, err := tx.CreateTemplate(model.InstanceTemplate{Project: "p", Name: name, NICs: []model.NICSpec{{Subnet: "s"}}})
+							return 0, nil, err
+						})
+				case 1: // network level: a subnet per step
+					name := fmt.Sprintf("sub-%d-%d", g, k)
+					cidr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(16 + g), byte(k), 0}), 24)
+					_, err = svc.Do(context.Background(), control.Op{Project: "p", Scope: "regions/" + region, Type: "insert"},
+						func(tx *model.Txn) (uint64, any, error) {
+							_, err := tx.CreateSubnet(model.Subnet{Project: "p", Region: region, Name: name, Network: "vpc", Range: cidr})
+							return 0, nil, err
+						})
+				default: // interfaces
+					_, err = setAlias(svc, fmt.Sprintf("s-vm%d", g), "", []model.AliasSpec{{Bits: 32 - k%3}})
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	syncAll(t, svcs)
+	dump := func(s *control.Service) string {
+		var b strings.Builder
+		s.Read(func(st *model.State) {
+			for _, it := range st.Templates("p") {
+				fmt.Fprintln(&b, it.Name)
+			}
+			for _, sn := range st.Subnets("p", "") {
+				fmt.Fprintln(&b, sn.Name, sn.Range)
+			}
+			for _, ifc := range st.Interfaces("p") {
+				fmt.Fprintln(&b, ifc.ID, ifc.IP, rangesStr(ifc))
+			}
+		})
+		return b.String()
+	}
+	want := dump(svcs[0])
+	if n := strings.Count(want, "tpl-"); n != 4*15 {
+		t.Fatalf("%d templates, want 60", n)
+	}
+	for i, s := range svcs[1:] {
+		if got := dump(s); got != want {
+			t.Errorf("replica %d differs:\n%s\nwant\n%s", i+1, got, want)
+		}
+	}
+	holdings(t, svcs[0], "vpc")
+}
+
+// flaky loses the answer of some commits: every 4th transaction commits
+// but its caller hears a timeout; every 7th is never sent and also times
+// out. The replica must resolve both by catching up, never applying a
+// call twice nor losing one.
+type flaky struct {
+	*store.Etcd
+	n atomic.Int64
+}
+
+var errTimeout = fmt.Errorf("flaky: context deadline exceeded")
+
+func (f *flaky) Submit(t store.Txn) *store.Commit {
+	k := f.n.Add(1)
+	if k%7 == 0 {
+		c, finish := store.NewCommit()
+		go func() { time.Sleep(2 * time.Millisecond); finish(0, errTimeout) }()
+		return c
+	}
+	inner := f.Etcd.Submit(t)
+	if k%4 != 0 {
+		return inner
+	}
+	c, finish := store.NewCommit()
+	go func() {
+		inner.Wait(context.Background())
+		finish(0, errTimeout)
+	}()
+	return c
+}
+
+func TestReplicasResolveUnknownOutcomes(t *testing.T) {
+	c := etcdtest.Start(t, 3, etcdtest.Options{NoFsync: true})
+	prefix := "/flaky" + t.TempDir() + "/"
+	var svcs []*control.Service
+	var stores []*flaky
+	for range 3 {
+		st, err := store.OpenEtcd(context.Background(), store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &flaky{Etcd: st}
+		svc, err := control.New(context.Background(), f, control.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close(); st.Close() })
+		svcs, stores = append(svcs, svc), append(stores, f)
+	}
+	setupSubnet(t, svcs[0], "vpc", "s", "10.0.0.0/22", 24)
+	syncAll(t, svcs)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	names := map[string]bool{}
+	last := make([][]string, 24)
+	for g := range 24 {
+		wg.Go(func() {
+			for k := range 12 {
+				op, err := setAlias(svcs[g%3], fmt.Sprintf("s-vm%d", g), "", []model.AliasSpec{{Bits: 32 - k%2}})
+				if err != nil || op.Error != nil {
+					t.Errorf("%v %+v", err, op)
+					return
+				}
+				var got []string
+				jsonUnmarshal(op.Result, &got)
+				mu.Lock()
+				if names[op.Name] {
+					t.Errorf("operation %s answered twice", op.Name)
+				}
+				names[op.Name] = true
+				last[g] = got
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	syncAll(t, svcs)
+	var unknown int64
+	for _, s := range svcs {
+		unknown += s.ReplicaStats().Unknown
+		if n := len(s.Operations("p", "zones/"+zone)); n != len(names) {
+			t.Errorf("%d operations recorded, %d calls answered: a call was applied twice or lost", n, len(names))
+		}
+		s.Read(func(st *model.State) {
+			for g, want := range last {
+				nic := st.NICs(st.Instance("p", zone, fmt.Sprintf("s-vm%d", g)))[0]
+				if fmt.Sprint(rangesStr(nic)) != fmt.Sprint(want) {
+					t.Errorf("s-vm%d holds %v, last answer %v", g, rangesStr(nic), want)
+				}
+			}
+		})
+		holdings(t, s, "vpc")
+	}
+	if unknown == 0 {
+		t.Fatal("no unknown outcome was exercised")
+	}
+	t.Logf("%d calls, %d unknown outcomes resolved", len(names), unknown)
 }
