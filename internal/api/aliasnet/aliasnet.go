@@ -10,7 +10,6 @@
 package aliasnet
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -229,36 +228,6 @@ func (a *API) fabric(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-type errorBody struct {
-	Error struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-		Errors  []struct {
-			Domain  string `json:"domain"`
-			Reason  string `json:"reason"`
-			Message string `json:"message"`
-		} `json:"errors"`
-	} `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, status int, reason, msg string) {
-	var b errorBody
-	b.Error.Code = status
-	b.Error.Message = msg
-	b.Error.Errors = append(b.Error.Errors, struct {
-		Domain  string `json:"domain"`
-		Reason  string `json:"reason"`
-		Message string `json:"message"`
-	}{"global", reason, msg})
-	writeJSON(w, status, b)
 }
 
 func fail(w http.ResponseWriter, err error) {

@@ -89,30 +89,6 @@ type req struct {
 	project string
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, reason, msg string) {
-	type item struct {
-		Domain  string `json:"domain"`
-		Reason  string `json:"reason"`
-		Message string `json:"message"`
-	}
-	var b struct {
-		Error struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-			Errors  []item `json:"errors"`
-		} `json:"error"`
-	}
-	b.Error.Code, b.Error.Message = status, msg
-	b.Error.Errors = []item{{Domain: "global", Reason: reason, Message: msg}}
-	writeJSON(w, status, b)
-}
-
 func (q *req) reply(v any) { writeJSON(q.w, http.StatusOK, v) }
 
 // fail renders an error in the Google API envelope with Cloud DNS reasons.

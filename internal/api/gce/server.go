@@ -5,8 +5,6 @@
 package gce
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,34 +144,6 @@ func (q *req) reply(v any) {
 	writeJSON(q.w, http.StatusOK, v)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-type errorItem struct {
-	Domain  string `json:"domain"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-}
-
-type errorBody struct {
-	Error struct {
-		Code    int         `json:"code"`
-		Message string      `json:"message"`
-		Errors  []errorItem `json:"errors"`
-	} `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, status int, reason, msg string) {
-	var b errorBody
-	b.Error.Code = status
-	b.Error.Message = msg
-	b.Error.Errors = []errorItem{{Domain: "global", Reason: reason, Message: msg}}
-	writeJSON(w, status, b)
-}
-
 // fail renders any error in the GCE envelope.
 func (q *req) fail(err error) {
 	var me *model.Error
@@ -236,36 +206,6 @@ func (q *req) decode(v any) (map[string]json.RawMessage, bool) {
 		return nil, false
 	}
 	return raw, true
-}
-
-// requestHash fingerprints a mutation for requestId reuse checks.
-func requestHash(r *http.Request, body any) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s %s\n", r.Method, r.URL.Path)
-	_ = json.NewEncoder(h).Encode(body)
-	return hex.EncodeToString(h.Sum(nil)[:12])
-}
-
-// lastSegment returns the name at the end of a resource reference: a full
-// URL, a partial path ("regions/r/subnetworks/s") or a bare name.
-func lastSegment(ref string) string {
-	ref = strings.TrimRight(ref, "/")
-	if i := strings.LastIndexByte(ref, '/'); i >= 0 {
-		return ref[i+1:]
-	}
-	return ref
-}
-
-// refPart returns the value after key in a reference path, e.g.
-// refPart("…/projects/p/regions/r/subnetworks/s", "regions") == "r".
-func refPart(ref, key string) string {
-	parts := strings.Split(ref, "/")
-	for i := 0; i+1 < len(parts); i++ {
-		if parts[i] == key {
-			return parts[i+1]
-		}
-	}
-	return ""
 }
 
 // listPage applies maxResults/pageToken paging to n items.

@@ -13,8 +13,6 @@
 package gke
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -130,12 +128,6 @@ func (q *req) base() string {
 
 func (q *req) reply(v any) { writeJSON(q.w, http.StatusOK, v) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 // writeError renders Google's v1 error envelope
 // ({"error":{"code","message","status"}}).
 func writeError(w http.ResponseWriter, code int, msg string) {
@@ -223,33 +215,6 @@ func (q *req) decode(v any) (map[string]json.RawMessage, bool) {
 		return nil, false
 	}
 	return raw, true
-}
-
-func requestHash(r *http.Request, body any) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s %s\n", r.Method, r.URL.Path)
-	_ = json.NewEncoder(h).Encode(body)
-	return hex.EncodeToString(h.Sum(nil)[:12])
-}
-
-// lastSegment returns the name at the end of a reference.
-func lastSegment(ref string) string {
-	ref = strings.TrimRight(ref, "/")
-	if i := strings.LastIndexByte(ref, '/'); i >= 0 {
-		return ref[i+1:]
-	}
-	return ref
-}
-
-// refPart returns the value after key in a reference path.
-func refPart(ref, key string) string {
-	parts := strings.Split(ref, "/")
-	for i := 0; i+1 < len(parts); i++ {
-		if parts[i] == key {
-			return parts[i+1]
-		}
-	}
-	return ""
 }
 
 // mergeExtra adds stored fields to a rendered object without overriding
