@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +24,7 @@ func newServeCmd() *cobra.Command {
 	var ali alibabaServeFlags
 	var rd routingDNSServeFlags
 	var sf storeServeFlags
+	var pprofListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the aliasnet server (control plane + APIs) on the embedded store",
@@ -44,6 +48,11 @@ func newServeCmd() *cobra.Command {
 			if err := sf.apply(&cfg); err != nil {
 				return err
 			}
+			if pprofListen != "" {
+				if err := servePprof(pprofListen, cfg.Logger); err != nil {
+					return err
+				}
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			s, err := server.New(ctx, cfg)
@@ -63,8 +72,25 @@ func newServeCmd() *cobra.Command {
 	f.BoolVar(&verbose, "verbose", false, "debug logging")
 	f.StringVar(&cfg.MetadataListen, "metadata-listen", "", "serve the instance metadata server on this address, e.g. 169.254.169.254:80 (default off)")
 	f.StringSliceVar(&trusted, "metadata-trusted-proxy", nil, "CIDR or address of a proxy whose X-Forwarded-For names the instance (repeatable)")
+	f.StringVar(&pprofListen, "pprof-listen", "", "serve Go's net/http/pprof profiles on this address, e.g. 127.0.0.1:6060 (default off)")
 	ali.register(cmd)
 	rd.register(cmd)
 	sf.register(cmd)
 	return cmd
+}
+
+// servePprof serves the Go runtime's profiles on their own listener, never
+// on the API's: profiles reveal memory contents.
+func servePprof(addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	go http.Serve(ln, mux)
+	return nil
 }

@@ -201,7 +201,7 @@ func (r *replica) do(ctx context.Context, op Op, m Mutation) (*Operation, error)
 	s.mu.Lock()
 	o := &Operation{Project: op.Project, Scope: op.Scope, Type: op.Type, Target: op.Target,
 		RequestID: op.RequestID, RequestHash: op.RequestHash, Inserted: stamp, Ended: stamp, ID: s.rnd.Uint64()}
-	o.Name = fmt.Sprintf("operation-%d-%016x", now.UnixMilli(), o.ID)
+	o.Name = opName(now, o.ID)
 	w := &work{op: op, m: m, o: o, start: time.Now(), done: make(chan struct{})}
 	if op.RequestID != "" {
 		w.rk = requestKey(op.Project, op.RequestID)

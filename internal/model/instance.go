@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/aliasnet/aliasnet/internal/ipam"
@@ -501,11 +502,45 @@ func (t *Txn) DeleteTemplate(project, name string) error {
 // aliases, attachment). Like GCE's, it changes whenever the content does;
 // being derived from content, a client that set a list knows its
 // fingerprint, and two replicas compute the same one.
+//
+// It runs inside the control plane's critical section on every interface
+// change, so it appends into a stack buffer instead of formatting; the
+// bytes hashed are exactly those of the original
+// "%s|%s|%s|%d|%s|%s|" + "%s/%s," per alias formatting, so stored
+// fingerprints stay valid.
 func (ifc *Interface) ContentFingerprint() string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%d|%s|%s|", ifc.ID, ifc.IP, ifc.Instance, ifc.Device, ifc.ExternalIP, ifc.Subnet)
+	var buf [512]byte
+	b := append(buf[:0], ifc.ID...)
+	b = append(b, '|')
+	b = appendAddr(b, ifc.IP)
+	b = append(b, '|')
+	b = append(b, ifc.Instance...)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(ifc.Device), 10)
+	b = append(b, '|')
+	b = appendAddr(b, ifc.ExternalIP)
+	b = append(b, '|')
+	b = append(b, ifc.Subnet...)
+	b = append(b, '|')
 	for _, a := range ifc.Aliases {
-		fmt.Fprintf(h, "%s/%s,", a.Range, a.RangeName)
+		if a.Range.IsValid() {
+			b = a.Range.AppendTo(b)
+		} else {
+			b = append(b, a.Range.String()...)
+		}
+		b = append(b, '/')
+		b = append(b, a.RangeName...)
+		b = append(b, ',')
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// appendAddr appends a's String form ("invalid IP" for the zero Addr,
+// which AppendTo would leave empty).
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if !a.IsValid() {
+		return append(b, a.String()...)
+	}
+	return a.AppendTo(b)
 }

@@ -2,12 +2,14 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,13 +37,23 @@ type Bolt struct {
 	keepLog int64
 	stopped chan struct{}
 
-	mu          sync.Mutex // guards rev, closed, pending, applied
-	rev         int64      // last durable revision
-	closed      bool
-	pending     []Event // durable in the log, not yet in bbolt
-	applied     int64   // last revision in bbolt
-	kick        chan struct{}
-	caught      *sync.Cond // signalled when applied advances
+	mu      sync.Mutex // guards the fields below
+	rev     int64      // last durable revision
+	closed  bool
+	pending []Event // durable in the log, not yet in bbolt
+	// pendingBytes is the log space pending takes: past a quarter of a
+	// log half the checkpoint runs at once rather than on its timer.
+	pendingBytes int64
+	applied      int64 // last revision in bbolt
+	// hist is the recent change history Watch resumes from (both
+	// checkpointed and pending events), oldest first, at most about
+	// 2×keepLog long. It lives in memory only: after a restart, resuming
+	// from an older revision answers ErrCompacted and the follower
+	// re-lists, as it must after an etcd compaction anyway.
+	hist        []Event
+	kick        chan struct{} // a commit happened: checkpoint soon
+	urgent      chan struct{} // someone waits for the checkpoint: now
+	caught      *sync.Cond    // signalled when applied advances
 	applyErr    error
 	applierDone chan struct{}
 }
@@ -54,7 +66,7 @@ type queued struct {
 // BoltOptions tune the embedded store.
 type BoltOptions struct {
 	// KeepLog is how many past commits Watch can resume from (default
-	// 100000); older revisions answer ErrCompacted.
+	// 10000, kept in memory); older revisions answer ErrCompacted.
 	KeepLog int64
 	// NoSync skips fsync. Only for tests that measure something else.
 	NoSync bool
@@ -72,17 +84,25 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w (is another aliasnet using it?)", path, err)
 	}
 	b := &Bolt{db: db, noSync: o.NoSync, queue: make(chan *queued, 65536), keepLog: o.KeepLog,
-		stopped: make(chan struct{}), kick: make(chan struct{}, 1), applierDone: make(chan struct{})}
+		stopped: make(chan struct{}), kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1),
+		applierDone: make(chan struct{})}
 	b.caught = sync.NewCond(&b.mu)
 	if b.keepLog <= 0 {
-		b.keepLog = 100000
+		b.keepLog = 10000
 	}
 	if o.WALSize <= 0 {
 		o.WALSize = 64 << 20
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketKV, bucketLog, bucketMeta} {
+		for _, name := range [][]byte{bucketKV, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		// Earlier versions kept the change history in bbolt, which cost
+		// as much as the data itself on every checkpoint.
+		if tx.Bucket(bucketLog) != nil {
+			if err := tx.DeleteBucket(bucketLog); err != nil {
 				return err
 			}
 		}
@@ -127,8 +147,20 @@ func revKey(rev int64) []byte {
 // flush waits until bbolt holds every durable commit.
 func (b *Bolt) flush() error {
 	b.mu.Lock()
+	rev := b.rev
+	b.mu.Unlock()
+	return b.checkpointed(rev)
+}
+
+// checkpointed waits until bbolt holds rev, hurrying the applier.
+func (b *Bolt) checkpointed(rev int64) error {
+	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.applied < b.rev && b.applyErr == nil {
+	for b.applied < rev && b.applyErr == nil {
+		select {
+		case b.urgent <- struct{}{}:
+		default:
+		}
 		b.caught.Wait()
 	}
 	return b.applyErr
@@ -180,8 +212,12 @@ func (b *Bolt) Submit(t Txn) *Commit {
 
 const maxBatch = 4096
 
-// applyEvery spaces checkpoints into bbolt.
-const applyEvery = 50 * time.Millisecond
+// applyEvery spaces checkpoints into bbolt. Each one rewrites every
+// B+tree page its keys touch, so rare large checkpoints write a hot key
+// once where frequent ones rewrite it many times; durability does not
+// depend on them (the log has every commit), and the two-half log
+// never waits for them.
+const applyEvery = 200 * time.Millisecond
 
 func (b *Bolt) commitLoop() {
 	defer close(b.stopped)
@@ -213,8 +249,7 @@ func (b *Bolt) commitBatch(batch []*queued, buf []byte) []byte {
 	for i, q := range batch {
 		evs[i] = Event{Rev: rev + int64(i) + 1, Puts: q.txn.Puts, Deletes: q.txn.Deletes}
 	}
-	buf = appendRecords(buf, evs)
-	err := b.logWrite(buf)
+	buf, err := b.logWrite(buf, evs, rev)
 	if err != nil {
 		for _, q := range batch {
 			q.c.finish(0, fmt.Errorf("store: commit: %w", err))
@@ -224,10 +259,22 @@ func (b *Bolt) commitBatch(batch []*queued, buf []byte) []byte {
 	b.mu.Lock()
 	b.rev = rev + int64(len(batch))
 	b.pending = append(b.pending, evs...)
+	b.pendingBytes += int64(len(buf))
+	big := b.pendingBytes > b.wal.halfSize()/4
+	b.hist = append(b.hist, evs...)
+	if int64(len(b.hist)) > 2*b.keepLog {
+		b.hist = append(b.hist[:0:0], b.hist[int64(len(b.hist))-b.keepLog:]...)
+	}
 	b.mu.Unlock()
 	select {
 	case b.kick <- struct{}{}:
 	default:
+	}
+	if big {
+		select {
+		case b.urgent <- struct{}{}:
+		default:
+		}
 	}
 	b.hub.publish(evs)
 	for i, q := range batch {
@@ -236,31 +283,56 @@ func (b *Bolt) commitBatch(batch []*queued, buf []byte) []byte {
 	return buf
 }
 
-// logWrite makes buf durable in the log, wrapping it when full.
-func (b *Bolt) logWrite(buf []byte) error {
-	if !b.wal.fits(len(buf)) {
-		// Wrap: bbolt must hold everything logged so far first.
-		if err := b.flush(); err != nil {
-			return err
-		}
-		b.wal.rewind()
-		if !b.wal.fits(len(buf)) {
-			return fmt.Errorf("transaction batch of %d bytes exceeds the %d-byte log", len(buf), b.wal.size)
-		}
+// logWrite makes evs (whose first revision follows rev) durable in the
+// log: one write and one sync, or two when the batch crosses into the
+// other half of the log. It returns the encoded records.
+func (b *Bolt) logWrite(buf []byte, evs []Event, rev int64) ([]byte, error) {
+	ends := make([]int, len(evs))
+	for i := range evs {
+		buf = appendRecords(buf, evs[i:i+1])
+		ends[i] = len(buf)
 	}
-	return b.wal.write(buf, !b.noSync)
+	sync := !b.noSync
+	from, done := 0, 0 // byte and record offsets written so far
+	for done < len(evs) {
+		// The records that fit in the current half.
+		n := done
+		for n < len(evs) && b.wal.fits(ends[n]-from) {
+			n++
+		}
+		if n == done {
+			if b.wal.off == 0 {
+				return buf, fmt.Errorf("transaction of %d bytes exceeds half the %d-byte log", ends[n]-from, b.wal.size)
+			}
+			// Moving into the other half overwrites it: the checkpoint
+			// must hold what it has (normally long done).
+			if err := b.checkpointed(b.wal.left); err != nil {
+				return buf, err
+			}
+			b.wal.switchHalf(rev + int64(done))
+			continue
+		}
+		if err := b.wal.write(buf[from:ends[n-1]], sync); err != nil {
+			return buf, err
+		}
+		from, done = ends[n-1], n
+	}
+	return buf, nil
 }
 
 func (b *Bolt) applyLoop() {
 	defer close(b.applierDone)
 	for range b.kick {
-		// Checkpoint at most every applyEvery: a bbolt commit costs two
-		// syncs, and running them as often as log commits would halve the
-		// disk bandwidth the log gets. Only wrap-around and reads (flush)
-		// wait for the checkpoint.
-		time.Sleep(applyEvery)
+		// Checkpoint at most every applyEvery unless someone is waiting
+		// for it (reads, a log half switch, a large backlog).
+		t := time.NewTimer(applyEvery)
+		select {
+		case <-t.C:
+		case <-b.urgent:
+			t.Stop()
+		}
 		b.mu.Lock()
-		evs := b.pending
+		evs, bytes := b.pending, b.pendingBytes
 		b.mu.Unlock()
 		if len(evs) == 0 {
 			continue
@@ -272,6 +344,7 @@ func (b *Bolt) applyLoop() {
 		} else {
 			b.applied = evs[len(evs)-1].Rev
 			b.pending = b.pending[len(evs):]
+			b.pendingBytes -= bytes
 		}
 		b.caught.Broadcast()
 		b.mu.Unlock()
@@ -281,7 +354,7 @@ func (b *Bolt) applyLoop() {
 // apply writes events into bbolt in one transaction.
 func (b *Bolt) apply(evs []Event) error {
 	return b.db.Update(func(tx *bolt.Tx) error {
-		kv, lg := tx.Bucket(bucketKV), tx.Bucket(bucketLog)
+		kv := tx.Bucket(bucketKV)
 		for _, ev := range evs {
 			for _, p := range ev.Puts {
 				if err := kv.Put([]byte(p.Key), p.Value); err != nil {
@@ -293,59 +366,28 @@ func (b *Bolt) apply(evs []Event) error {
 					return fmt.Errorf("delete %s: %w", k, err)
 				}
 			}
-			if err := lg.Put(revKey(ev.Rev), encodeEvent(ev)); err != nil {
-				return err
-			}
 		}
-		last := evs[len(evs)-1].Rev
-		c := lg.Cursor()
-		// (Cursor.Delete moves the cursor: re-read First rather than Next,
-		// which would skip every other entry and leave holes in history.)
-		for k, _ := c.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= last-b.keepLog; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyRev, revKey(last))
+		return tx.Bucket(bucketMeta).Put(keyRev, revKey(evs[len(evs)-1].Rev))
 	})
 }
 
-// Watch implements Store: history from the change log, then live events.
+// Watch implements Store: history from memory, then live events.
 func (b *Bolt) Watch(ctx context.Context, rev int64) (<-chan Event, error) {
 	// Subscribe first so nothing committed after the history read is lost;
 	// duplicates between history and live are skipped by revision.
 	s := b.hub.add(ctx)
 	b.mu.Lock()
-	pend := append([]Event(nil), b.pending...)
-	cur := b.rev
-	b.mu.Unlock()
 	var hist []Event
-	err := b.db.View(func(tx *bolt.Tx) error {
-		lg := tx.Bucket(bucketLog)
-		c := lg.Cursor()
-		first, _ := c.First()
-		oldest := cur + 1
-		if first != nil {
-			oldest = int64(binary.BigEndian.Uint64(first))
-		} else if len(pend) > 0 {
-			oldest = pend[0].Rev
+	if rev < b.rev {
+		if len(b.hist) == 0 || b.hist[0].Rev > rev+1 {
+			b.mu.Unlock()
+			b.hub.remove(s)
+			return nil, ErrCompacted
 		}
-		if rev < cur && oldest > rev+1 {
-			return ErrCompacted
-		}
-		for k, v := c.Seek(revKey(rev + 1)); k != nil; k, v = c.Next() {
-			ev, err := decodeEvent(int64(binary.BigEndian.Uint64(k)), v)
-			if err != nil {
-				return err
-			}
-			hist = append(hist, ev)
-		}
-		return nil
-	})
-	if err != nil {
-		b.hub.remove(s)
-		return nil, err
+		i, _ := slices.BinarySearchFunc(b.hist, rev+1, func(ev Event, r int64) int { return cmp.Compare(ev.Rev, r) })
+		hist = slices.Clone(b.hist[i:])
 	}
+	b.mu.Unlock()
 	out := make(chan Event, 256)
 	go func() {
 		defer close(out)
@@ -363,11 +405,6 @@ func (b *Bolt) Watch(ctx context.Context, rev int64) (<-chan Event, error) {
 			}
 		}
 		for _, ev := range hist {
-			if !send(ev) {
-				return
-			}
-		}
-		for _, ev := range pend {
 			if !send(ev) {
 				return
 			}
@@ -408,6 +445,10 @@ func (b *Bolt) Close() error {
 	<-b.stopped
 	ferr := b.flush()
 	close(b.kick)
+	select { // do not let a last empty round wait for its timer
+	case b.urgent <- struct{}{}:
+	default:
+	}
 	<-b.applierDone
 	b.hub.closeAll()
 	werr := b.wal.close()

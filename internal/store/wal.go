@@ -1,12 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
 	"syscall"
 )
 
@@ -17,14 +19,24 @@ import (
 // where bbolt's own commit (copy-on-write pages, two syncs) costs several.
 //
 // Record: uint32 len | uint32 crc32c(rev|payload) | uint64 rev | payload.
-// Replay reads from offset 0 and stops at the first record that does not
-// check out; records older than the bbolt checkpoint are skipped. The log
-// wraps to offset 0 only once bbolt holds everything written so far, so
-// stale records beyond the tail are always older than the checkpoint.
+//
+// The file is two halves written in turn. Writing moves into the other
+// half only once the bbolt checkpoint holds every record that half
+// holds, which by then was written a whole half-lap ago — so the
+// checkpoint is long past it and committing never waits for bbolt (a
+// single ring would have to checkpoint everything up to the tail before
+// rewinding). Replay scans both halves from their starts, each up to its
+// first record that does not check out, and keeps the records newer than
+// the checkpoint: stale records beyond a half's tail are older than the
+// checkpoint, by the rule above.
 type wal struct {
 	f    *os.File
-	size int64
-	off  int64
+	size int64 // of the file; each half is size/2
+	half int   // 0 or 1: the half being written
+	off  int64 // write offset within the half
+	// left is the last revision written into the other half before
+	// writing moved away from it: moving back needs the checkpoint there.
+	left int64
 }
 
 const walHeader = 16
@@ -62,43 +74,65 @@ func openWAL(path string, size int64) (*wal, error) {
 	return &wal{f: f, size: size}, nil
 }
 
+func (w *wal) halfSize() int64 { return w.size / 2 }
+
 // replay returns the events after rev found in the log, in order, and
-// sets the write offset after the last one.
+// places the write position after the newest record.
 func (w *wal) replay(rev int64) ([]Event, error) {
 	buf := make([]byte, w.size)
 	if _, err := w.f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	var out []Event
-	off := int64(0)
-	next := rev + 1
-	end := int64(0)
-	for off+walHeader <= w.size {
-		n := int64(binary.LittleEndian.Uint32(buf[off:]))
-		if n == 0 || off+walHeader+n > w.size {
-			break
-		}
-		sum := binary.LittleEndian.Uint32(buf[off+4:])
-		body := buf[off+8 : off+walHeader+n]
-		if crc32.Checksum(body, crcTable) != sum {
-			break
-		}
-		r := int64(binary.LittleEndian.Uint64(body))
-		if r >= next {
-			if r != next {
-				return nil, fmt.Errorf("store: log has revision %d where %d was expected", r, next)
+	hs := w.halfSize()
+	type found struct {
+		ev   Event
+		half int
+		end  int64
+	}
+	var all []found
+	for h := range 2 {
+		hb := buf[int64(h)*hs : int64(h+1)*hs]
+		for off := int64(0); off+walHeader <= hs; {
+			n := int64(binary.LittleEndian.Uint32(hb[off:]))
+			if n == 0 || off+walHeader+n > hs {
+				break
+			}
+			body := hb[off+8 : off+walHeader+n]
+			if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(hb[off+4:]) {
+				break
+			}
+			off += walHeader + n
+			r := int64(binary.LittleEndian.Uint64(body))
+			if r <= rev {
+				continue
 			}
 			ev, err := decodeEvent(r, body[8:])
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, ev)
-			next++
-			end = off + walHeader + n
+			all = append(all, found{ev, h, off})
 		}
-		off += walHeader + n
 	}
-	w.off = end
+	slices.SortFunc(all, func(a, b found) int { return cmp.Compare(a.ev.Rev, b.ev.Rev) })
+	out := make([]Event, len(all))
+	for i, f := range all {
+		if f.ev.Rev != rev+int64(i)+1 {
+			return nil, fmt.Errorf("store: log has revision %d where %d was expected", f.ev.Rev, rev+int64(i)+1)
+		}
+		out[i] = f.ev
+	}
+	w.half, w.off, w.left = 0, 0, rev
+	if len(all) > 0 {
+		last := all[len(all)-1]
+		w.half, w.off = last.half, last.end
+		// The other half's newest record is at most the one before this
+		// half's oldest; rev is a safe lower bound for "checkpointed".
+		for _, f := range all {
+			if f.half != last.half {
+				w.left = f.ev.Rev
+			}
+		}
+	}
 	return out, nil
 }
 
@@ -118,12 +152,12 @@ func appendRecords(b []byte, evs []Event) []byte {
 	return b
 }
 
-// fits reports whether n more bytes fit before the end of the file.
-func (w *wal) fits(n int) bool { return w.off+int64(n) <= w.size }
+// fits reports whether n more bytes fit in the current half.
+func (w *wal) fits(n int) bool { return w.off+int64(n) <= w.halfSize() }
 
 // write appends b at the tail and makes it durable.
 func (w *wal) write(b []byte, sync bool) error {
-	if _, err := w.f.WriteAt(b, w.off); err != nil {
+	if _, err := w.f.WriteAt(b, int64(w.half)*w.halfSize()+w.off); err != nil {
 		return err
 	}
 	if sync {
@@ -135,8 +169,11 @@ func (w *wal) write(b []byte, sync bool) error {
 	return nil
 }
 
-// rewind starts writing at offset 0 again; the caller guarantees the
-// checkpoint holds everything written so far.
-func (w *wal) rewind() { w.off = 0 }
+// switchHalf moves writing to the start of the other half; the caller
+// guarantees the checkpoint holds w.left, and passes the last revision
+// written so far (which becomes the new w.left).
+func (w *wal) switchHalf(last int64) {
+	w.half, w.off, w.left = 1-w.half, 0, last
+}
 
 func (w *wal) close() error { return w.f.Close() }
