@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -72,6 +73,8 @@ func newServeCmd() *cobra.Command {
 	f.BoolVar(&verbose, "verbose", false, "debug logging")
 	f.StringVar(&cfg.MetadataListen, "metadata-listen", "", "serve the instance metadata server on this address, e.g. 169.254.169.254:80 (default off)")
 	f.StringSliceVar(&trusted, "metadata-trusted-proxy", nil, "CIDR or address of a proxy whose X-Forwarded-For names the instance (repeatable)")
+	f.DurationVar(&cfg.OperationRetention, "operation-retention", time.Hour, "how long operations and requestId/ClientToken deduplication are kept (GCE promises at least 60 minutes)")
+	f.IntVar(&cfg.MaxOperations, "max-operations", 500000, "at most this many operations are kept; beyond it the oldest go first, even if younger than --operation-retention")
 	f.StringVar(&pprofListen, "pprof-listen", "", "serve Go's net/http/pprof profiles on this address, e.g. 127.0.0.1:6060 (default off)")
 	ali.register(cmd)
 	rd.register(cmd)

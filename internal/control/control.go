@@ -85,7 +85,14 @@ type Service struct {
 	// turn is closed once the latest decided mutation has been submitted
 	// to the store (see Do); guarded by mu.
 	turn chan struct{}
+
+	retention time.Duration // of operations (retention.go)
+	maxOps    int
+	stopBg    context.CancelFunc
 }
+
+// opTimeLayout is GCE's timestamp form, used for operation times.
+const opTimeLayout = "2006-01-02T15:04:05.000-07:00"
 
 // Options configure a Service.
 type Options struct {
@@ -94,12 +101,23 @@ type Options struct {
 	// Model is the operator's configuration of the model (instance
 	// types, EIP pools), applied after every load.
 	Model model.Config
+	// OperationRetention is how long operations (and the request ids
+	// that dedupe retries) are kept; 0 means DefaultOperationRetention.
+	OperationRetention time.Duration
+	// MaxOperations caps how many are kept; 0 means DefaultMaxOperations.
+	MaxOperations int
 }
 
 // New loads the state from st and returns a ready Service.
 func New(ctx context.Context, st store.Store, o Options) (*Service, error) {
 	s := &Service{log: o.Logger, store: st, now: o.Now, changed: make(chan struct{}), cfg: o.Model,
-		turn: closedChan()}
+		turn: closedChan(), retention: o.OperationRetention, maxOps: o.MaxOperations}
+	if s.retention <= 0 {
+		s.retention = DefaultOperationRetention
+	}
+	if s.maxOps <= 0 {
+		s.maxOps = DefaultMaxOperations
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -114,6 +132,9 @@ func New(ctx context.Context, st store.Store, o Options) (*Service, error) {
 	if rs, ok := st.(replicaStore); ok {
 		s.repl = newReplica(s, rs)
 	}
+	var bg context.Context
+	bg, s.stopBg = context.WithCancel(context.Background())
+	go s.pruneLoop(bg)
 	return s, nil
 }
 
@@ -337,7 +358,7 @@ func (s *Service) Do(ctx context.Context, op Op, m Mutation) (*Operation, error)
 		return s.repl.do(ctx, op, m)
 	}
 	now := s.now().UTC()
-	stamp := now.Format("2006-01-02T15:04:05.000-07:00")
+	stamp := now.Format(opTimeLayout)
 	s.mu.Lock()
 	if op.RequestID != "" {
 		if k, ok := s.reqs[requestKey(op.Project, op.RequestID)]; ok {

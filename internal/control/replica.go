@@ -197,7 +197,7 @@ func (r *replica) stop() {
 func (r *replica) do(ctx context.Context, op Op, m Mutation) (*Operation, error) {
 	s := r.s
 	now := s.now().UTC()
-	stamp := now.Format("2006-01-02T15:04:05.000-07:00")
+	stamp := now.Format(opTimeLayout)
 	s.mu.Lock()
 	o := &Operation{Project: op.Project, Scope: op.Scope, Type: op.Type, Target: op.Target,
 		RequestID: op.RequestID, RequestHash: op.RequestHash, Inserted: stamp, Ended: stamp, ID: s.rnd.Uint64()}
@@ -266,7 +266,7 @@ func (r *replica) decide(w *work) bool {
 		r.finish(w, nil, fmt.Errorf("control: the store did not accept the change within %s", giveUp))
 		return false
 	}
-	stamp := s.now().UTC().Format("2006-01-02T15:04:05.000-07:00")
+	stamp := s.now().UTC().Format(opTimeLayout)
 	tx := s.state.Begin(stamp, s.rnd.Uint64)
 	tid, result, err := w.m(tx)
 	o := *w.o
@@ -1130,9 +1130,10 @@ func (s *Service) Sync(ctx context.Context) error {
 	return s.repl.sync(ctx)
 }
 
-// Close stops following the store (replica mode); the store itself is
-// closed by its owner.
+// Close stops background work (operation pruning, and following the
+// store in replica mode); the store itself is closed by its owner.
 func (s *Service) Close() {
+	s.stopBg()
 	if s.repl != nil {
 		s.repl.stop()
 	}

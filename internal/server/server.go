@@ -52,6 +52,10 @@ type Config struct {
 	Store string
 	// Etcd configures the etcd store.
 	Etcd store.EtcdOptions
+	// OperationRetention and MaxOperations bound the operations kept
+	// (0: control's defaults, one hour and 500,000).
+	OperationRetention time.Duration
+	MaxOperations      int
 }
 
 // Server is a running aliasnet.
@@ -83,7 +87,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	svc, err := control.New(ctx, st, control.Options{Logger: cfg.Logger,
-		Model: model.Config{InstanceTypes: cfg.InstanceTypes, EIPPools: cfg.EIPPools}})
+		Model:              model.Config{InstanceTypes: cfg.InstanceTypes, EIPPools: cfg.EIPPools},
+		OperationRetention: cfg.OperationRetention, MaxOperations: cfg.MaxOperations})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -188,6 +193,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		s.http.Close()
 		stopRD()
+		s.Svc.Close()
 		s.Store.Close()
 		return err
 	case <-ctx.Done():
@@ -200,6 +206,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	err := s.http.Shutdown(sctx)
 	stopRD()
+	s.Svc.Close()
 	if cerr := s.Store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -210,4 +217,7 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // Close releases the store (for servers that never served).
-func (s *Server) Close() error { return s.Store.Close() }
+func (s *Server) Close() error {
+	s.Svc.Close()
+	return s.Store.Close()
+}

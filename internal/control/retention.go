@@ -1,0 +1,120 @@
+package control
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/aliasnet/aliasnet/internal/store"
+)
+
+// Operation retention. Every mutation records an operation (GCE clients
+// poll it; requestId and ClientToken retries are answered from it), so
+// without pruning the store and memory grow with the number of calls
+// ever made — a flapping BGP peer alone writes one per learned-route
+// change. GCE promises requestId deduplication for at least 60 minutes,
+// which is the default age kept; the count cap bounds memory under
+// extreme rates at the cost of a shorter window (logged when it bites).
+const (
+	DefaultOperationRetention = time.Hour
+	DefaultMaxOperations      = 500_000
+	pruneEvery                = time.Minute
+	// pruneChunk keeps each deletion transaction within etcd's default
+	// 128 operations per transaction.
+	pruneChunk = 100
+)
+
+// PruneOperations deletes operations (and the request ids that point at
+// them) inserted before now-retention, then the oldest beyond the count
+// cap. It returns how many operations it removed.
+func (s *Service) PruneOperations(ctx context.Context, now time.Time) (int, error) {
+	s.mu.Lock()
+	cutoff := now.Add(-s.retention)
+	var old []string
+	type aged struct {
+		key string
+		at  string
+	}
+	var rest []aged
+	for k, o := range s.ops {
+		t, err := time.Parse(opTimeLayout, o.Inserted)
+		if err == nil && t.Before(cutoff) {
+			old = append(old, k)
+		} else {
+			rest = append(rest, aged{k, o.Inserted})
+		}
+	}
+	if over := len(rest) - s.maxOps; over > 0 {
+		slices.SortFunc(rest, func(a, b aged) int { return cmp.Compare(a.at, b.at) })
+		for _, a := range rest[:over] {
+			old = append(old, a.key)
+		}
+		s.log.Warn("operation count cap reached: pruning operations younger than the retention age; requestId retries older than the oldest kept operation are no longer deduplicated",
+			"cap", s.maxOps, "pruned", over, "oldestKept", rest[over].at)
+	}
+	if len(old) == 0 {
+		s.mu.Unlock()
+		return 0, nil
+	}
+	var keys []string
+	for _, k := range old {
+		o := s.ops[k]
+		delete(s.ops, k)
+		keys = append(keys, k)
+		if o.RequestID != "" {
+			rk := requestKey(o.Project, o.RequestID)
+			if s.reqs[rk] == k {
+				delete(s.reqs, rk)
+				keys = append(keys, rk)
+			}
+		}
+	}
+	var prev, turn chan struct{}
+	if s.repl == nil {
+		// Ordered with mutations like Do: a request id deleted here may
+		// be written again by the next decision.
+		prev, turn = s.turn, make(chan struct{})
+		s.turn = turn
+	}
+	s.mu.Unlock()
+
+	var commits []*store.Commit
+	if s.repl == nil {
+		<-prev
+	}
+	for c := range slices.Chunk(keys, pruneChunk) {
+		// Replicas need no guard: deleting an expired record is
+		// idempotent, and a replica reusing a request id checks that its
+		// key does not exist, which orders it after this deletion.
+		commits = append(commits, s.store.Submit(store.Txn{Deletes: c}))
+	}
+	if s.repl == nil {
+		close(turn)
+	}
+	for _, c := range commits {
+		if _, err := c.Wait(context.WithoutCancel(ctx)); err != nil {
+			return 0, fmt.Errorf("control: prune operations: %w", err)
+		}
+	}
+	return len(old), nil
+}
+
+// pruneLoop prunes operations every pruneEvery until ctx ends.
+func (s *Service) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n, err := s.PruneOperations(ctx, now); err != nil {
+				s.log.Error("pruning operations", "err", err)
+			} else if n > 0 {
+				s.log.Debug("pruned operations", "count", n)
+			}
+		}
+	}
+}
