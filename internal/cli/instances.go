@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net/netip"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -64,6 +65,9 @@ type nicFlags struct {
 	network   string
 	subnet    string
 	privateIP string
+	// address and noAddress are gcloud's external-IP shorthands for nic0.
+	address   string
+	noAddress bool
 }
 
 func (f *nicFlags) register(cmd *cobra.Command) {
@@ -73,12 +77,22 @@ func (f *nicFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.network, "network", "", "network of nic0 (shorthand when there is no --network-interface)")
 	fl.StringVar(&f.subnet, "subnet", "", "subnet of nic0 (shorthand when there is no --network-interface)")
 	fl.StringVar(&f.privateIP, "private-network-ip", "", "primary IP of nic0 (shorthand when there is no --network-interface)")
+	fl.StringVar(&f.address, "address", "", "external IP of nic0's access config; default: an ephemeral one (shorthand when there is no --network-interface)")
+	fl.BoolVar(&f.noAddress, "no-address", false, "no external IP on nic0 (shorthand when there is no --network-interface)")
 }
 
 func (f *nicFlags) parse() ([]NICSpec, error) {
-	short := f.network != "" || f.subnet != "" || f.privateIP != ""
+	short := f.network != "" || f.subnet != "" || f.privateIP != "" || f.address != "" || f.noAddress
 	if short && len(f.specs) > 0 {
-		return nil, flagErr("--network-interface", "cannot be combined with --network, --subnet or --private-network-ip")
+		return nil, flagErr("--network-interface", "cannot be combined with --network, --subnet, --private-network-ip, --address or --no-address (use its no-address key)")
+	}
+	if f.address != "" {
+		if f.noAddress {
+			return nil, flagErr("--address", "cannot be combined with --no-address")
+		}
+		if a, err := netip.ParseAddr(f.address); err != nil || !a.Is4() {
+			return nil, flagErr("--address", "%q is not an IPv4 address", f.address)
+		}
 	}
 	if short {
 		var parts []string
@@ -90,6 +104,9 @@ func (f *nicFlags) parse() ([]NICSpec, error) {
 		}
 		if f.privateIP != "" {
 			parts = append(parts, "private-network-ip="+f.privateIP)
+		}
+		if f.noAddress {
+			parts = append(parts, "no-address")
 		}
 		s, err := ParseNetworkInterface(strings.Join(parts, ","))
 		if err != nil {
@@ -108,8 +125,21 @@ func (f *nicFlags) parse() ([]NICSpec, error) {
 	return out, nil
 }
 
-// apiNIC builds the wire interface. region "" leaves a bare subnet name
-// (templates: resolved in the instance's region).
+// apiNICs builds the wire interfaces; --address goes to nic0's access
+// config. region "" leaves bare subnet names (templates: resolved in the
+// instance's region).
+func (c *client) apiNICs(f *nicFlags, specs []NICSpec, region string) []*compute.NetworkInterface {
+	var out []*compute.NetworkInterface
+	for _, s := range specs {
+		out = append(out, c.apiNIC(s, region))
+	}
+	if f.address != "" && len(out) > 0 && len(out[0].AccessConfigs) > 0 {
+		out[0].AccessConfigs[0].NatIP = f.address
+	}
+	return out
+}
+
+// apiNIC builds one wire interface.
 func (c *client) apiNIC(s NICSpec, region string) *compute.NetworkInterface {
 	ni := &compute.NetworkInterface{}
 	if s.Network != "" {
@@ -183,9 +213,7 @@ func newInstancesCreateCmd(g *Globals) *cobra.Command {
 			if t := splitList(tags); len(t) > 0 {
 				in.Tags = &compute.Tags{Items: t}
 			}
-			for _, s := range specs {
-				in.NetworkInterfaces = append(in.NetworkInterfaces, c.apiNIC(s, region))
-			}
+			in.NetworkInterfaces = c.apiNICs(&nf, specs, region)
 			call := c.svc.Instances.Insert(c.project, zone, in).Context(c.ctx)
 			if tmpl != "" {
 				call = call.SourceInstanceTemplate(c.url("global/instanceTemplates", tmpl))
@@ -382,9 +410,7 @@ func newTemplatesCreateCmd(g *Globals) *cobra.Command {
 		if len(specs) == 0 {
 			specs = []NICSpec{{}}
 		}
-		for _, s := range specs {
-			props.NetworkInterfaces = append(props.NetworkInterfaces, c.apiNIC(s, region))
-		}
+		props.NetworkInterfaces = c.apiNICs(&nf, specs, region)
 		it := &compute.InstanceTemplate{Name: args[0], Description: desc, Properties: props}
 		op, err := c.wait(c.svc.InstanceTemplates.Insert(c.project, it).Context(c.ctx).Do())
 		if err != nil {

@@ -41,21 +41,40 @@ func (e *EIP) Status() string {
 	return EIPAvailable
 }
 
+// DefaultEIPPools are the external pools of a server started without
+// --eip-pool: the three documentation ranges of RFC 5737 (TEST-NET-1, -2
+// and -3, 762 usable addresses). They are never routed on the Internet,
+// so an address a test or lab installation hands out can never be
+// mistaken for, or NATed onto, somebody's real public address; and they
+// lie outside RFC 1918 and 100.64.0.0/10, which VPC subnets normally use,
+// so an external IP does not shadow an internal one in a trace. Both
+// dialects share them: Alibaba EIPs and GCE external IPs.
+var DefaultEIPPools = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
+}
+
 // Configure applies the operator's configuration: the instance-type table
-// (nil: the shipped one) and the EIP pools. EIPs already allocated inside
-// a pool are claimed in it; EIPs outside every pool (a pool the operator
-// removed) keep their address but new ones are never taken from there.
-// Pools must be valid, masked, unicast and disjoint.
+// (nil: the shipped one) and the EIP pools (none: DefaultEIPPools). EIPs
+// already allocated inside a pool are claimed in it; EIPs outside every
+// pool (a pool the operator removed) keep their address but new ones are
+// never taken from there. Pools must be valid, masked, unicast and
+// disjoint.
 func (s *State) Configure(c Config) error {
 	var pools []*ipam.Pool
-	for i, p := range c.EIPPools {
+	cfgPools := c.EIPPools
+	if len(cfgPools) == 0 {
+		cfgPools = DefaultEIPPools
+	}
+	for i, p := range cfgPools {
 		if !p.IsValid() || p.Masked() != p {
 			return fmt.Errorf("EIP pool %s: not a valid network prefix", p)
 		}
 		if err := checkUnicastRange("eipPool", p); err != nil {
 			return fmt.Errorf("EIP pool %s: %v", p, err)
 		}
-		for _, q := range c.EIPPools[:i] {
+		for _, q := range cfgPools[:i] {
 			if p.Overlaps(q) {
 				return fmt.Errorf("EIP pools %s and %s overlap", q, p)
 			}
@@ -187,49 +206,72 @@ func (t *Txn) AllocateEIP(e EIP) (*EIP, error) {
 	if p.eips[e.ID] != nil {
 		return nil, &Error{Code: AlreadyExists, Reason: fmt.Sprintf("The resource '%s' already exists", EIPKey(e.Project, e.ID))}
 	}
-	o := t.s.eipOwner(e.Project, e.ID)
-	if e.Address.IsValid() {
-		a := e.Address.Unmap()
-		var pool *ipam.Pool
-		for _, q := range t.s.eipPools {
-			if q.Range().Contains(a) {
-				pool = q
-			}
-		}
-		if pool == nil {
-			return nil, &Error{Code: Invalid, Field: "ipAddress", Value: a.String(), Err: ErrEIPNotInPool,
-				Reason: fmt.Sprintf("The address %s is not in any EIP pool of this server (%s).", a, t.s.poolList())}
-		}
-		if err := t.claim(pool, netip.PrefixFrom(a, a.BitLen()), o); err != nil {
-			var ce *ipam.ConflictError
-			if errors.As(err, &ce) && t.s.OwnerRef(ce.Owner).Kind == "reserved" {
-				return nil, &Error{Code: Invalid, Field: "ipAddress", Value: a.String(), Err: ErrEIPNotInPool,
-					Reason: fmt.Sprintf("The address %s is the network or broadcast address of EIP pool %s.", a, pool.Range())}
-			}
-			return nil, &Error{Code: InUse, Field: "ipAddress", Value: a.String(), Err: ErrEIPTaken,
-				Reason: fmt.Sprintf("The EIP address %s is already allocated.", a)}
-		}
-		e.Address = a
-	} else {
-		got := false
-		for _, pool := range t.s.eipPools {
-			pfx, err := t.allocate(pool, pool.Range().Addr().BitLen(), o, t.Random())
-			if err == nil {
-				e.Address, got = pfx.Addr(), true
-				break
-			}
-		}
-		if !got {
-			return nil, &Error{Code: Exhausted, Err: ErrEIPExhausted,
-				Reason: fmt.Sprintf("No EIP address is left in the pools of this server (%s).", t.s.poolList())}
-		}
+	a, err := t.takeExternal(e.Address, t.s.eipOwner(e.Project, e.ID), "ipAddress")
+	if err != nil {
+		return nil, err
 	}
 	ne := e
+	ne.Address = a
 	ne.Created = t.Now
 	ne.InstanceType, ne.InstanceID, ne.Interface, ne.PrivateIP, ne.Mode = "", "", "", netip.Addr{}, ""
+	ne.ForAccessConfig = false
 	t.putEIP(p, &ne)
 	t.setEIPAddr(ne.Address, e.Project+"/"+e.ID)
 	return &ne, nil
+}
+
+// takeExternal claims a in the external pools for o or, when a is zero,
+// picks a random free address there: the one allocation rule of Alibaba
+// EIPs and GCE external IPs. Errors are in Alibaba's words (field names
+// the address); the GCE dialect rewords InUse and Exhausted.
+func (t *Txn) takeExternal(a netip.Addr, o ipam.Owner, field string) (netip.Addr, error) {
+	if !a.IsValid() {
+		for _, pool := range t.s.eipPools {
+			if pfx, err := t.allocate(pool, pool.Range().Addr().BitLen(), o, t.Random()); err == nil {
+				return pfx.Addr(), nil
+			}
+		}
+		return netip.Addr{}, &Error{Code: Exhausted, Err: ErrEIPExhausted,
+			Reason: fmt.Sprintf("No EIP address is left in the pools of this server (%s).", t.s.poolList())}
+	}
+	a = a.Unmap()
+	var pool *ipam.Pool
+	for _, q := range t.s.eipPools {
+		if q.Range().Contains(a) {
+			pool = q
+		}
+	}
+	if pool == nil {
+		return netip.Addr{}, &Error{Code: Invalid, Field: field, Value: a.String(), Err: ErrEIPNotInPool,
+			Reason: fmt.Sprintf("The address %s is not in any EIP pool of this server (%s).", a, t.s.poolList())}
+	}
+	if err := t.claim(pool, netip.PrefixFrom(a, a.BitLen()), o); err != nil {
+		var ce *ipam.ConflictError
+		if errors.As(err, &ce) && t.s.OwnerRef(ce.Owner).Kind == "reserved" {
+			return netip.Addr{}, &Error{Code: Invalid, Field: field, Value: a.String(), Err: ErrEIPNotInPool,
+				Reason: fmt.Sprintf("The address %s is the network or broadcast address of EIP pool %s.", a, pool.Range())}
+		}
+		return netip.Addr{}, &Error{Code: InUse, Field: field, Value: a.String(), Err: ErrEIPTaken,
+			Reason: fmt.Sprintf("The EIP address %s is already allocated.", a)}
+	}
+	return a, nil
+}
+
+// externalHolder names what holds an external address: the instance
+// whose access config has it, else the EIP.
+func (s *State) externalHolder(a netip.Addr) string {
+	key, ok := s.eipAddrs[a]
+	if !ok {
+		return ""
+	}
+	proj, id := splitKey(key)
+	e := s.EIP(proj, id)
+	if e != nil && e.Interface != "" {
+		if ifc := s.Interface(proj, e.Interface); ifc != nil && ifc.Instance != "" {
+			return instanceOfKey(proj, ifc.Instance)
+		}
+	}
+	return EIPKey(proj, id)
 }
 
 func (s *State) poolList() string {
@@ -246,12 +288,19 @@ func (s *State) poolList() string {
 	return out
 }
 
+// eipOrErr finds an EIP for the EIP calls, which leave the addresses of
+// GCE access configs alone: those come and go with the access config.
 func (s *State) eipOrErr(project, id string) (*project, *EIP, error) {
 	p := s.projects[project]
 	if p == nil || p.eips[id] == nil {
 		return nil, nil, notFound("eip", EIPKey(project, id))
 	}
-	return p, p.eips[id], nil
+	e := p.eips[id]
+	if e.ForAccessConfig {
+		return nil, nil, &Error{Code: FailedPrecondition, Err: ErrEIPState,
+			Reason: fmt.Sprintf("%s (%s) is the external IP of a GCE access config of %s, not an EIP; delete the access config (instances.deleteAccessConfig) instead.", e.ID, e.Address, s.externalHolder(e.Address))}
+	}
+	return p, e, nil
 }
 
 // AssociateEIPReq associates an EIP with an instance (its primary ENI) or
@@ -342,6 +391,12 @@ func (t *Txn) AssociateEIP(req AssociateEIPReq) (*EIP, error) {
 		return nil, &Error{Code: FailedPrecondition, Err: ErrEIPDuplicate,
 			Reason: fmt.Sprintf("The private address %s of %s already has the EIP %s (%s).", priv, ifc.ID, other.ID, other.Address)}
 	}
+	if priv == ifc.IP && ifc.AccessConfig != nil {
+		// A stopped instance's ephemeral access config holds no address
+		// but takes one again when the instance starts.
+		return nil, &Error{Code: FailedPrecondition, Err: ErrEIPDuplicate,
+			Reason: fmt.Sprintf("The private address %s of %s has the GCE access config '%s'; delete it first.", priv, ifc.ID, ifc.AccessConfig.Name)}
+	}
 	ne := *e
 	ne.InstanceType, ne.InstanceID, ne.Interface, ne.PrivateIP, ne.Mode = kind, req.InstanceID, ifc.ID, priv, mode
 	t.putEIP(p, &ne)
@@ -373,12 +428,22 @@ func (t *Txn) UnassociateEIP(project, id, instanceID string) (*EIP, error) {
 	return p.eips[id], nil
 }
 
+// unassociate ends an association. An access config's own address goes
+// back to the pools; an EIP a GCE access config used takes the access
+// config with it, as a GCE static address leaves no access config behind.
 func (t *Txn) unassociate(p *project, e *EIP) {
 	if ifc := p.interfaces[e.Interface]; ifc != nil && ifc.ExternalIP == e.Address {
 		n := *ifc
 		n.ExternalIP = netip.Addr{}
+		if n.AccessConfig != nil && !e.ForAccessConfig {
+			n.AccessConfig = nil
+		}
 		n.Fingerprint = n.ContentFingerprint()
 		t.putInterface(p, &n)
+	}
+	if e.ForAccessConfig {
+		t.releaseExternal(p, e)
+		return
 	}
 	ne := *e
 	ne.InstanceType, ne.InstanceID, ne.Interface, ne.PrivateIP, ne.Mode = "", "", "", netip.Addr{}, ""
@@ -395,14 +460,20 @@ func (t *Txn) ReleaseEIP(project, id string) error {
 		return &Error{Code: FailedPrecondition, Err: ErrEIPState,
 			Reason: fmt.Sprintf("The EIP %s (%s) is associated with %s; unassociate it before releasing it.", e.ID, e.Address, e.InstanceID)}
 	}
+	t.releaseExternal(p, e)
+	return nil
+}
+
+// releaseExternal gives an EIP record's address back to its pool and
+// deletes the record.
+func (t *Txn) releaseExternal(p *project, e *EIP) {
 	for _, pool := range t.s.eipPools {
 		if pool.Range().Contains(e.Address) {
 			t.release(pool, netip.PrefixFrom(e.Address, e.Address.BitLen()))
 		}
 	}
 	t.setEIPAddr(e.Address, "")
-	t.deleteEIP(p, id)
-	return nil
+	t.deleteEIP(p, e.ID)
 }
 
 // unassociateInterface ends every EIP association of an interface (it is

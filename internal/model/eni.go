@@ -275,7 +275,9 @@ func (t *Txn) DeleteECSInstance(project, name string, force bool) error {
 			t.unassociateInterface(p, id)
 		}
 	}
-	for _, e := range sortedValues(p.eips, func(e *EIP) bool { return e.InstanceType == EIPToInstance && e.InstanceID == name }) {
+	for _, e := range sortedValues(p.eips, func(e *EIP) bool {
+		return e.InstanceType == EIPToInstance && e.InstanceID == name && slices.Contains(in.NICs, e.Interface)
+	}) {
 		t.unassociate(p, e)
 	}
 	return t.DeleteInstance(project, in.Zone, in.Name)
@@ -391,12 +393,113 @@ func instanceSteady(in *Instance) bool {
 	return in.Status == InstanceRunning || in.Status == InstanceStopped
 }
 
-func (t *Txn) quotaErr(ifc *Interface, what string, have, add, limit int) error {
+// eniAssign adds addresses of one family to an ENI within one
+// transaction: explicit ones are claimed, counted ones picked, both from
+// one range of the ENI's vSwitch, and each lands in aliases and in got.
+type eniAssign struct {
+	t       *Txn
+	p       *project
+	ifc     *Interface
+	sn      *Subnet
+	pool    *ipam.Pool
+	o       ipam.Owner
+	rnd     func(uint64) uint64
+	aliases []Alias
+	got     Assigned
+}
+
+// startAssign checks that the ENI can take add more addresses of the
+// family (IPv6 or IPv4, whose addresses and prefixes share the slots) and
+// finds the vSwitch range they come from.
+func (t *Txn) startAssign(project, id string, v6 bool, add int, rnd func(uint64) uint64) (*eniAssign, error) {
+	p, ifc, sn, err := t.eniForChange(project, id)
+	if err != nil {
+		return nil, err
+	}
+	rng := sn.Range
+	if v6 {
+		if !sn.Range6.IsValid() {
+			return nil, &Error{Code: Invalid, Field: "ipv6Address", Err: ErrIPv6Disabled,
+				Reason: fmt.Sprintf("vSwitch %s has no IPv6 CIDR block.", sn.Name)}
+		}
+		rng = sn.Range6
+	}
+	v4Limit, v6Limit := t.s.ENIQuotas(ifc)
+	have, limit := ifc.ipv4Slots(), v4Limit
+	if v6 {
+		have, limit = ifc.ipv6Slots(), v6Limit
+	}
+	if have+add > limit {
+		return nil, t.quotaErr(ifc, v6, have, add, limit)
+	}
+	e, ok := p.nets[sn.Network].ranges.Get(rng)
+	if !ok {
+		which := "primary"
+		if v6 {
+			which = "IPv6"
+		}
+		return nil, fmt.Errorf("subnet %s: %s range not indexed", sn.Name, which)
+	}
+	return &eniAssign{t: t, p: p, ifc: ifc, sn: sn, pool: e.pool, rnd: rnd, aliases: slices.Clone(ifc.Aliases),
+		o: t.s.owner(OwnerRef{Kind: "interface", Key: InterfaceKey(p.name, ifc.ID)})}, nil
+}
+
+// claim takes q, an address (full-length prefix) or a prefix the caller
+// found inside the vSwitch, unless the ENI has it already.
+func (a *eniAssign) claim(field string, q netip.Prefix) error {
+	v := shortPrefix(q)
+	if (q.IsSingleIP() && q.Addr() == a.ifc.IP) || slices.ContainsFunc(a.aliases, func(al Alias) bool { return al.Range == q }) {
+		what := "prefix"
+		if q.IsSingleIP() {
+			what = "address"
+		}
+		return &Error{Code: Invalid, Field: field, Value: v, Err: ErrIPAssigned,
+			Reason: fmt.Sprintf("The %s %s is already assigned to %s.", what, v, a.ifc.ID)}
+	}
+	if err := a.t.claim(a.pool, q, a.o); err != nil {
+		return a.t.s.eniAllocErr(err, field, v, a.sn)
+	}
+	a.add(q)
+	return nil
+}
+
+// pick takes n blocks of /bits chosen by the server; what names them in
+// the exhaustion message ("addresses", "prefixes").
+func (a *eniAssign) pick(n, bits int, field, what string) error {
+	for range n {
+		q, err := a.t.allocate(a.pool, bits, a.o, a.rnd)
+		if err != nil {
+			return a.t.s.eniAllocErr(err, field, itoa(n)+" "+what, a.sn)
+		}
+		a.add(q)
+	}
+	return nil
+}
+
+func (a *eniAssign) add(q netip.Prefix) {
+	a.aliases = append(a.aliases, Alias{Range: q})
+	if q.IsSingleIP() {
+		a.got.IPs = append(a.got.IPs, q.Addr())
+	} else {
+		a.got.Prefixes = append(a.got.Prefixes, q)
+	}
+}
+
+// done stores the ENI with its new aliases.
+func (a *eniAssign) done() (*Interface, Assigned, error) {
+	return a.t.putAliases(a.p, a.ifc, a.aliases), a.got, nil
+}
+
+func (t *Txn) quotaErr(ifc *Interface, v6 bool, have, add, limit int) error {
+	what := "secondary private IPv4 addresses and prefixes"
+	if v6 {
+		what = "IPv6 addresses"
+	}
 	why := "while it is Available"
 	if in := t.s.InstanceOf(ifc); in != nil {
 		if it, ok := t.s.InstanceType(in.MachineType); ok {
 			why = fmt.Sprintf("while it is attached to %s (instance type %s: %d private IPv4 addresses per ENI, the primary one included)", in.Name, it.Name, it.IPv4PerENI)
-			if what == "IPv6 addresses" {
+			if v6 {
 				why = fmt.Sprintf("while it is attached to %s (instance type %s: %d IPv6 addresses per ENI)", in.Name, it.Name, it.IPv6PerENI)
 			}
 		} else {
@@ -424,77 +527,42 @@ func (t *Txn) AssignPrivateIPs(req AssignReq) (*Interface, Assigned, error) {
 		return nil, got, &Error{Code: Required, Field: "privateIpAddress",
 			Reason: "Required: PrivateIpAddress.N, SecondaryPrivateIpAddressCount, Ipv4Prefix.N or Ipv4PrefixCount."}
 	}
-	p, ifc, sn, err := t.eniForChange(req.Project, req.ENI)
+	a, err := t.startAssign(req.Project, req.ENI, false, len(req.IPs)+req.Count+len(req.Prefixes)+req.PrefixCount, req.Random)
 	if err != nil {
 		return nil, got, err
 	}
-	limit, _ := t.s.ENIQuotas(ifc)
-	have := ifc.ipv4Slots()
-	add := len(req.IPs) + req.Count + len(req.Prefixes) + req.PrefixCount
-	if have+add > limit {
-		return nil, got, t.quotaErr(ifc, "secondary private IPv4 addresses and prefixes", have, add, limit)
-	}
-	e, ok := p.nets[sn.Network].ranges.Get(sn.Range)
-	if !ok {
-		return nil, got, fmt.Errorf("subnet %s: primary range not indexed", sn.Name)
-	}
-	o := t.s.owner(OwnerRef{Kind: "interface", Key: InterfaceKey(p.name, ifc.ID)})
-	aliases := slices.Clone(ifc.Aliases)
-	for i, a := range req.IPs {
+	sn := a.sn
+	for i, ip := range req.IPs {
 		field := fmt.Sprintf("privateIpAddress.%d", i+1)
-		a = a.Unmap()
-		if !a.Is4() || !sn.Range.Contains(a) {
-			return nil, got, &Error{Code: Invalid, Field: field, Value: a.String(), Err: ErrIPNotInSubnet,
-				Reason: fmt.Sprintf("The address %s is not in vSwitch %s (%s).", a, sn.Name, sn.Range)}
+		ip = ip.Unmap()
+		if !ip.Is4() || !sn.Range.Contains(ip) {
+			return nil, a.got, &Error{Code: Invalid, Field: field, Value: ip.String(), Err: ErrIPNotInSubnet,
+				Reason: fmt.Sprintf("The address %s is not in vSwitch %s (%s).", ip, sn.Name, sn.Range)}
 		}
-		pfx := netip.PrefixFrom(a, 32)
-		if a == ifc.IP || slices.ContainsFunc(aliases, func(al Alias) bool { return al.Range == pfx }) {
-			return nil, got, &Error{Code: Invalid, Field: field, Value: a.String(), Err: ErrIPAssigned,
-				Reason: fmt.Sprintf("The address %s is already assigned to %s.", a, ifc.ID)}
+		if err := a.claim(field, netip.PrefixFrom(ip, 32)); err != nil {
+			return nil, a.got, err
 		}
-		if err := t.claim(e.pool, pfx, o); err != nil {
-			return nil, got, t.s.eniAllocErr(err, field, a.String(), sn)
-		}
-		aliases = append(aliases, Alias{Range: pfx})
-		got.IPs = append(got.IPs, a)
 	}
-	for range req.Count {
-		pfx, err := t.allocate(e.pool, 32, o, req.Random)
-		if err != nil {
-			return nil, got, t.s.eniAllocErr(err, "secondaryPrivateIpAddressCount", itoa(req.Count)+" addresses", sn)
-		}
-		aliases = append(aliases, Alias{Range: pfx})
-		got.IPs = append(got.IPs, pfx.Addr())
+	if err := a.pick(req.Count, 32, "secondaryPrivateIpAddressCount", "addresses"); err != nil {
+		return nil, a.got, err
 	}
 	for i, q := range req.Prefixes {
 		field := fmt.Sprintf("ipv4Prefix.%d", i+1)
 		if !q.Addr().Is4() || q.Bits() != IPv4PrefixBits || q.Masked() != q || !sn.Range.Contains(q.Addr()) || sn.Range.Bits() > q.Bits() {
-			return nil, got, &Error{Code: Invalid, Field: field, Value: q.String(), Err: ErrIPNotInSubnet,
+			return nil, a.got, &Error{Code: Invalid, Field: field, Value: q.String(), Err: ErrIPNotInSubnet,
 				Reason: fmt.Sprintf("The IPv4 prefix %s must be an aligned /%d inside vSwitch %s (%s).", q, IPv4PrefixBits, sn.Name, sn.Range)}
 		}
-		if slices.ContainsFunc(aliases, func(al Alias) bool { return al.Range == q }) {
-			return nil, got, &Error{Code: Invalid, Field: field, Value: q.String(), Err: ErrIPAssigned,
-				Reason: fmt.Sprintf("The prefix %s is already assigned to %s.", q, ifc.ID)}
+		if err := a.claim(field, q); err != nil {
+			return nil, a.got, err
 		}
-		if err := t.claim(e.pool, q, o); err != nil {
-			return nil, got, t.s.eniAllocErr(err, field, q.String(), sn)
-		}
-		aliases = append(aliases, Alias{Range: q})
-		got.Prefixes = append(got.Prefixes, q)
 	}
-	for range req.PrefixCount {
-		if sn.Range.Bits() > IPv4PrefixBits {
-			return nil, got, errf(Invalid, "ipv4PrefixCount", itoa(req.PrefixCount), "vSwitch %s (%s) is smaller than a /%d prefix.", sn.Name, sn.Range, IPv4PrefixBits)
-		}
-		pfx, err := t.allocate(e.pool, IPv4PrefixBits, o, req.Random)
-		if err != nil {
-			return nil, got, t.s.eniAllocErr(err, "ipv4PrefixCount", itoa(req.PrefixCount)+" prefixes", sn)
-		}
-		aliases = append(aliases, Alias{Range: pfx})
-		got.Prefixes = append(got.Prefixes, pfx)
+	if req.PrefixCount > 0 && sn.Range.Bits() > IPv4PrefixBits {
+		return nil, a.got, errf(Invalid, "ipv4PrefixCount", itoa(req.PrefixCount), "vSwitch %s (%s) is smaller than a /%d prefix.", sn.Name, sn.Range, IPv4PrefixBits)
 	}
-	n := t.putAliases(p, ifc, aliases)
-	return n, got, nil
+	if err := a.pick(req.PrefixCount, IPv4PrefixBits, "ipv4PrefixCount", "prefixes"); err != nil {
+		return nil, a.got, err
+	}
+	return a.done()
 }
 
 func (t *Txn) putAliases(p *project, ifc *Interface, aliases []Alias) *Interface {
@@ -577,51 +645,25 @@ func (t *Txn) AssignIPv6(req AssignReq) (*Interface, Assigned, error) {
 	if len(req.IPs) == 0 && req.Count == 0 {
 		return nil, got, &Error{Code: Required, Field: "ipv6Address", Reason: "Required: Ipv6Address.N or Ipv6AddressCount."}
 	}
-	p, ifc, sn, err := t.eniForChange(req.Project, req.ENI)
+	a, err := t.startAssign(req.Project, req.ENI, true, len(req.IPs)+req.Count, req.Random)
 	if err != nil {
 		return nil, got, err
 	}
-	if !sn.Range6.IsValid() {
-		return nil, got, &Error{Code: Invalid, Field: "ipv6Address", Err: ErrIPv6Disabled,
-			Reason: fmt.Sprintf("vSwitch %s has no IPv6 CIDR block.", sn.Name)}
-	}
-	_, limit := t.s.ENIQuotas(ifc)
-	have := ifc.ipv6Slots()
-	if add := len(req.IPs) + req.Count; have+add > limit {
-		return nil, got, t.quotaErr(ifc, "IPv6 addresses", have, add, limit)
-	}
-	e, ok := p.nets[sn.Network].ranges.Get(sn.Range6)
-	if !ok {
-		return nil, got, fmt.Errorf("subnet %s: IPv6 range not indexed", sn.Name)
-	}
-	o := t.s.owner(OwnerRef{Kind: "interface", Key: InterfaceKey(p.name, ifc.ID)})
-	aliases := slices.Clone(ifc.Aliases)
-	for i, a := range req.IPs {
+	sn := a.sn
+	for i, ip := range req.IPs {
 		field := fmt.Sprintf("ipv6Address.%d", i+1)
-		if !a.Is6() || a.Is4In6() || !sn.Range6.Contains(a) {
-			return nil, got, &Error{Code: Invalid, Field: field, Value: a.String(), Err: ErrIPNotInSubnet,
-				Reason: fmt.Sprintf("The address %s is not in the IPv6 block %s of vSwitch %s.", a, sn.Range6, sn.Name)}
+		if !ip.Is6() || ip.Is4In6() || !sn.Range6.Contains(ip) {
+			return nil, a.got, &Error{Code: Invalid, Field: field, Value: ip.String(), Err: ErrIPNotInSubnet,
+				Reason: fmt.Sprintf("The address %s is not in the IPv6 block %s of vSwitch %s.", ip, sn.Range6, sn.Name)}
 		}
-		pfx := netip.PrefixFrom(a, 128)
-		if slices.ContainsFunc(aliases, func(al Alias) bool { return al.Range == pfx }) {
-			return nil, got, &Error{Code: Invalid, Field: field, Value: a.String(), Err: ErrIPAssigned,
-				Reason: fmt.Sprintf("The address %s is already assigned to %s.", a, ifc.ID)}
+		if err := a.claim(field, netip.PrefixFrom(ip, 128)); err != nil {
+			return nil, a.got, err
 		}
-		if err := t.claim(e.pool, pfx, o); err != nil {
-			return nil, got, t.s.eniAllocErr(err, field, a.String(), sn)
-		}
-		aliases = append(aliases, Alias{Range: pfx})
-		got.IPs = append(got.IPs, a)
 	}
-	for range req.Count {
-		pfx, err := t.allocate(e.pool, 128, o, req.Random)
-		if err != nil {
-			return nil, got, t.s.eniAllocErr(err, "ipv6AddressCount", itoa(req.Count)+" addresses", sn)
-		}
-		aliases = append(aliases, Alias{Range: pfx})
-		got.IPs = append(got.IPs, pfx.Addr())
+	if err := a.pick(req.Count, 128, "ipv6AddressCount", "addresses"); err != nil {
+		return nil, a.got, err
 	}
-	return t.putAliases(p, ifc, aliases), got, nil
+	return a.done()
 }
 
 // UnassignIPv6 removes IPv6 addresses from an ENI, all or nothing.

@@ -358,9 +358,8 @@ func (s *State) validateFirewall(f *Firewall, create bool) error {
 	if f.Network == "" {
 		f.Network = "default"
 	}
-	if s.Network(f.Project, f.Network) == nil {
-		return &Error{Code: NotFound, Field: "network", Value: f.Network,
-			Reason: fmt.Sprintf("The resource '%s' was not found", NetworkKey(f.Project, f.Network))}
+	if err := s.checkNetworkRef(f.Project, f.Network); err != nil {
+		return err
 	}
 	d, err := checkFirewallDirection(f.Direction)
 	if err != nil {
@@ -426,12 +425,8 @@ func cloneProtos(ps []FirewallProtocol) []FirewallProtocol {
 // DefaultFirewallPriority when the request has none; Network "" is
 // "default", as in GCE.
 func (t *Txn) CreateFirewall(f Firewall) (*Firewall, error) {
-	if err := ValidName("name", f.Name); err != nil {
+	if err := firewallsByName.checkNew(t.s, f.Project, f.Name); err != nil {
 		return nil, err
-	}
-	p := t.s.proj(f.Project)
-	if p.firewalls[f.Name] != nil {
-		return nil, &Error{Code: AlreadyExists, Reason: fmt.Sprintf("The resource '%s' already exists", FirewallKey(f.Project, f.Name))}
 	}
 	nf := cloneFirewall(f)
 	if err := t.s.validateFirewall(&nf, true); err != nil {
@@ -439,8 +434,7 @@ func (t *Txn) CreateFirewall(f Firewall) (*Firewall, error) {
 	}
 	nf.ID = t.NewID()
 	nf.Created = t.Now
-	putMap(t, p.firewalls, nf.Name, &nf)
-	t.record(FirewallKey(f.Project, nf.Name), &nf)
+	firewallsByName.put(t, f.Project, nf.Name, &nf)
 	return &nf, nil
 }
 
@@ -448,11 +442,10 @@ func (t *Txn) CreateFirewall(f Firewall) (*Firewall, error) {
 // dialect merged the patch, patch). Name, network and direction cannot
 // change; id and creation time are kept.
 func (t *Txn) UpdateFirewall(f Firewall) (*Firewall, error) {
-	p := t.s.projects[f.Project]
-	if p == nil || p.firewalls[f.Name] == nil {
+	old := firewallsByName.get(t.s, f.Project, f.Name)
+	if old == nil {
 		return nil, notFound("firewall", FirewallKey(f.Project, f.Name))
 	}
-	old := p.firewalls[f.Name]
 	nf := cloneFirewall(f)
 	if nf.Network == "" {
 		nf.Network = old.Network
@@ -470,42 +463,22 @@ func (t *Txn) UpdateFirewall(f Firewall) (*Firewall, error) {
 		return nil, err
 	}
 	nf.ID, nf.Created = old.ID, old.Created
-	putMap(t, p.firewalls, nf.Name, &nf)
-	t.record(FirewallKey(f.Project, nf.Name), &nf)
+	firewallsByName.put(t, f.Project, nf.Name, &nf)
 	return &nf, nil
 }
 
 // DeleteFirewall removes a firewall rule.
 func (t *Txn) DeleteFirewall(project, name string) error {
-	p := t.s.projects[project]
-	if p == nil || p.firewalls[name] == nil {
-		return notFound("firewall", FirewallKey(project, name))
-	}
-	putMap[string, Firewall](t, p.firewalls, name, nil)
-	t.record(FirewallKey(project, name), nil)
-	return nil
+	return firewallsByName.remove(t, project, name)
 }
 
 // Firewall returns a firewall rule or nil.
-func (s *State) Firewall(p, name string) *Firewall {
-	if pr := s.projects[p]; pr != nil {
-		return pr.firewalls[name]
-	}
-	return nil
-}
+func (s *State) Firewall(p, name string) *Firewall { return firewallsByName.get(s, p, name) }
 
 // Firewalls lists a project's firewall rules by name.
-func (s *State) Firewalls(p string) []*Firewall {
-	if pr := s.projects[p]; pr != nil {
-		return sortedValues(pr.firewalls, nil)
-	}
-	return nil
-}
+func (s *State) Firewalls(p string) []*Firewall { return firewallsByName.list(s, p, nil) }
 
 // FirewallsOfNetwork lists the firewall rules of one network.
 func (s *State) FirewallsOfNetwork(p, network string) []*Firewall {
-	if pr := s.projects[p]; pr != nil {
-		return sortedValues(pr.firewalls, func(f *Firewall) bool { return f.Network == network })
-	}
-	return nil
+	return firewallsByName.list(s, p, func(f *Firewall) bool { return f.Network == network })
 }

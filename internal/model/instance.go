@@ -68,6 +68,9 @@ func (t *Txn) CreateInstance(req CreateInstanceReq) (*Instance, []*Interface, er
 	usedNets := map[string]int{}
 	for i, spec := range req.NICs {
 		field := fmt.Sprintf("networkInterfaces[%d]", i)
+		if err := checkAccessConfigs(spec.AccessConfigs, field); err != nil {
+			return nil, nil, err
+		}
 		sn, err := t.s.resolveSubnet(in.Project, region, spec, field)
 		if err != nil {
 			return nil, nil, err
@@ -93,6 +96,11 @@ func (t *Txn) CreateInstance(req CreateInstanceReq) (*Instance, []*Interface, er
 			return nil, nil, err
 		}
 		ifc.MAC = macFor("42:01", ifc.IP)
+		for _, ac := range spec.AccessConfigs {
+			if ifc, err = t.attachAccessConfig(p, &nin, ifc, ac, field+".accessConfigs[0]."); err != nil {
+				return nil, nil, err
+			}
+		}
 		ifc.Fingerprint = ifc.ContentFingerprint()
 		t.putInterface(p, ifc)
 		nin.NICs = append(nin.NICs, ifc.ID)
@@ -420,7 +428,11 @@ func (t *Txn) DeleteInstance(project, zone, name string) error {
 		t.releaseInterface(p, ifc)
 		t.deleteInterface(p, id)
 	}
-	for _, e := range sortedValues(p.eips, func(e *EIP) bool { return e.InstanceType == EIPToInstance && e.InstanceID == name }) {
+	// Only EIPs on this instance's NICs: instances of other zones may
+	// carry the same name.
+	for _, e := range sortedValues(p.eips, func(e *EIP) bool {
+		return e.InstanceType == EIPToInstance && e.InstanceID == name && slices.Contains(in.NICs, e.Interface)
+	}) {
 		t.unassociate(p, e)
 	}
 	t.deleteInstance(p, zone, name)
@@ -428,6 +440,7 @@ func (t *Txn) DeleteInstance(project, zone, name string) error {
 }
 
 // SetInstanceStatus changes the power state (RUNNING, TERMINATED ...).
+// Ephemeral external IPs go at stop and come back (new ones) at start.
 func (t *Txn) SetInstanceStatus(project, zone, name, status string) (*Instance, error) {
 	in := t.s.Instance(project, zone, name)
 	if in == nil {
@@ -435,7 +448,13 @@ func (t *Txn) SetInstanceStatus(project, zone, name, status string) (*Instance, 
 	}
 	n := *in
 	n.Status = status
-	t.putInstance(t.s.projects[project], &n)
+	p := t.s.projects[project]
+	if status == InstanceRunning || status == InstanceStopped {
+		if err := t.accessConfigsOnPower(p, &n, status == InstanceRunning); err != nil {
+			return nil, err
+		}
+	}
+	t.putInstance(p, &n)
 	return &n, nil
 }
 
@@ -480,6 +499,11 @@ func (t *Txn) CreateTemplate(it InstanceTemplate) (*InstanceTemplate, error) {
 	}
 	if len(it.NICs) > MaxNICs {
 		return nil, errf(Invalid, "properties.networkInterfaces", "", "An instance can have at most %d network interfaces.", MaxNICs)
+	}
+	for i, nic := range it.NICs {
+		if err := checkAccessConfigs(nic.AccessConfigs, fmt.Sprintf("properties.networkInterfaces[%d]", i)); err != nil {
+			return nil, err
+		}
 	}
 	n := it
 	n.ID = t.NewID()

@@ -136,8 +136,27 @@ type Interface struct {
 	SecurityGroups []string `json:"securityGroups,omitempty"`
 	Fingerprint    string   `json:"fingerprint"`
 	// ExternalIP is a public address NATed to IP (EIP / accessConfig).
-	ExternalIP netip.Addr      `json:"externalIp,omitzero"`
-	Extra      json.RawMessage `json:"extra,omitempty"`
+	ExternalIP netip.Addr `json:"externalIp,omitzero"`
+	// AccessConfig is the GCE access config of the interface, if it has
+	// one (GCE allows one per interface). ExternalIP is its natIP while it
+	// holds an address; an Alibaba EIP NATed to IP shows as an access
+	// config without this record.
+	AccessConfig *AccessConfig   `json:"accessConfig,omitempty"`
+	Extra        json.RawMessage `json:"extra,omitempty"`
+}
+
+// AccessConfig is what the model keeps of a GCE access config (always
+// ONE_TO_ONE_NAT) besides its address.
+type AccessConfig struct {
+	Name        string `json:"name"`
+	NetworkTier string `json:"networkTier"`
+	// Ephemeral: the server picked the address (no natIP was asked for).
+	// As in GCE it is released when the instance stops and a new one is
+	// picked when it starts; an address the user named stays.
+	Ephemeral bool `json:"ephemeral,omitempty"`
+	// Extra holds the access config's fields the model does not use
+	// (setPublicPtr, publicPtrDomainName ...), echoed back as sent.
+	Extra json.RawMessage `json:"extra,omitempty"`
 }
 
 // Alias is an alias IP range on an interface: a secondary private IP is an
@@ -166,6 +185,18 @@ type NICSpec struct {
 	Subnet  string      `json:"subnet,omitempty"`
 	IP      netip.Addr  `json:"ip,omitzero"` // zero: ephemeral
 	Aliases []AliasSpec `json:"aliases,omitempty"`
+	// AccessConfigs ask for an external address (GCE allows at most one).
+	AccessConfigs []AccessConfigSpec `json:"accessConfigs,omitempty"`
+}
+
+// AccessConfigSpec asks for a GCE access config.
+type AccessConfigSpec struct {
+	Name        string `json:"name,omitempty"`        // "" is "External NAT"
+	Type        string `json:"type,omitempty"`        // "" is ONE_TO_ONE_NAT, the only type
+	NetworkTier string `json:"networkTier,omitempty"` // "" is PREMIUM
+	// NatIP is the address to take; zero picks an ephemeral one.
+	NatIP netip.Addr      `json:"natIP,omitzero"`
+	Extra json.RawMessage `json:"extra,omitempty"`
 }
 
 // AliasSpec is an alias request in one of GCE's three forms: an explicit
@@ -205,8 +236,15 @@ type EIP struct {
 	InstanceID   string `json:"instanceId,omitempty"`
 	// Interface is the ID of the interface whose PrivateIP the address
 	// is NATed to.
-	Interface string          `json:"interface,omitempty"`
-	PrivateIP netip.Addr      `json:"privateIp,omitzero"`
-	Mode      string          `json:"mode,omitempty"` // NAT or BINDED
-	Extra     json.RawMessage `json:"extra,omitempty"`
+	Interface string     `json:"interface,omitempty"`
+	PrivateIP netip.Addr `json:"privateIp,omitzero"`
+	Mode      string     `json:"mode,omitempty"` // NAT or BINDED
+	// ForAccessConfig marks an address a GCE access config took from the
+	// pools (an ephemeral external IP, or a natIP that was no EIP): it is
+	// not an Alibaba EIP, lives exactly as long as the access config
+	// holds it, and the EIP calls refuse it. It is stored as an EIP so
+	// that both kinds share one index and one set of pools and can never
+	// collide (and every replica and store already knows the kind).
+	ForAccessConfig bool            `json:"forAccessConfig,omitempty"`
+	Extra           json.RawMessage `json:"extra,omitempty"`
 }

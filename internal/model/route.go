@@ -102,17 +102,6 @@ const (
 
 // --- validation rules, one function each ---
 
-// checkRouteName: an RFC 1035 name, unique in the project.
-func (s *State) checkRouteName(project, name string) error {
-	if err := ValidName("name", name); err != nil {
-		return err
-	}
-	if p := s.projects[project]; p != nil && p.routes[name] != nil {
-		return &Error{Code: AlreadyExists, Reason: fmt.Sprintf("The resource '%s' already exists", RouteKey(project, name))}
-	}
-	return nil
-}
-
 // checkPriority: 0 to 65535 inclusive.
 func checkPriority(field string, v int) error {
 	if v < 0 || v > MaxRoutePriority {
@@ -306,15 +295,14 @@ func (s *State) nicInNetwork(in *Instance, network string) *Interface {
 // DefaultRoutePriority when the request has none.
 func (t *Txn) CreateRoute(r Route) (*Route, error) {
 	s := t.s
-	if err := s.checkRouteName(r.Project, r.Name); err != nil {
+	if err := routesByName.checkNew(s, r.Project, r.Name); err != nil {
 		return nil, err
 	}
 	if r.Network == "" {
 		return nil, &Error{Code: Required, Field: "network", Reason: "Required field 'resource.network' not specified"}
 	}
-	if s.Network(r.Project, r.Network) == nil {
-		return nil, &Error{Code: NotFound, Field: "network", Value: r.Network,
-			Reason: fmt.Sprintf("The resource '%s' was not found", NetworkKey(r.Project, r.Network))}
+	if err := s.checkNetworkRef(r.Project, r.Network); err != nil {
+		return nil, err
 	}
 	if err := checkRouteDest(r.DestRange); err != nil {
 		return nil, err
@@ -335,21 +323,13 @@ func (t *Txn) CreateRoute(r Route) (*Route, error) {
 	nr.ID = t.NewID()
 	nr.Created = t.Now
 	nr.Tags = slices.Clone(r.Tags)
-	p := s.proj(r.Project)
-	putMap(t, p.routes, nr.Name, &nr)
-	t.record(RouteKey(r.Project, nr.Name), &nr)
+	routesByName.put(t, r.Project, nr.Name, &nr)
 	return &nr, nil
 }
 
 // DeleteRoute removes a static route.
 func (t *Txn) DeleteRoute(project, name string) error {
-	p := t.s.projects[project]
-	if p == nil || p.routes[name] == nil {
-		return notFound("route", RouteKey(project, name))
-	}
-	putMap[string, Route](t, p.routes, name, nil)
-	t.record(RouteKey(project, name), nil)
-	return nil
+	return routesByName.remove(t, project, name)
 }
 
 // SetDynamicRoutes replaces the learned routes of a network (the BGP
@@ -396,27 +376,14 @@ func (t *Txn) SetDynamicRoutes(project, network string, routes []DynamicRoute) (
 // --- reads ---
 
 // Route returns a static route or nil.
-func (s *State) Route(p, name string) *Route {
-	if pr := s.projects[p]; pr != nil {
-		return pr.routes[name]
-	}
-	return nil
-}
+func (s *State) Route(p, name string) *Route { return routesByName.get(s, p, name) }
 
 // Routes lists a project's static routes by name.
-func (s *State) Routes(p string) []*Route {
-	if pr := s.projects[p]; pr != nil {
-		return sortedValues(pr.routes, nil)
-	}
-	return nil
-}
+func (s *State) Routes(p string) []*Route { return routesByName.list(s, p, nil) }
 
 // RoutesOfNetwork lists the static routes of one network.
 func (s *State) RoutesOfNetwork(p, network string) []*Route {
-	if pr := s.projects[p]; pr != nil {
-		return sortedValues(pr.routes, func(r *Route) bool { return r.Network == network })
-	}
-	return nil
+	return routesByName.list(s, p, func(r *Route) bool { return r.Network == network })
 }
 
 // DynamicRoutesOf returns a network's learned routes (nil when none).

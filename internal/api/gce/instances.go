@@ -40,9 +40,60 @@ func nicSpecs(in []*compute.NetworkInterface, field string) ([]model.NICSpec, er
 			return nil, err
 		}
 		spec.Aliases = aliases
+		for j, ac := range ni.AccessConfigs {
+			if ac == nil {
+				continue
+			}
+			s, err := accessConfigSpec(ac, fmt.Sprintf("%s.accessConfigs[%d].", f, j))
+			if err != nil {
+				return nil, err
+			}
+			spec.AccessConfigs = append(spec.AccessConfigs, s)
+		}
+		if len(ni.Ipv6AccessConfigs) > 0 {
+			return nil, &model.Error{Code: model.Invalid, Field: f + ".ipv6AccessConfigs",
+				Reason: "Invalid value for field 'resource." + f + ".ipv6AccessConfigs': aliasnet subnetworks are IPv4 only, so a NIC takes no external IPv6 range."}
+		}
 		out = append(out, spec)
 	}
 	return out, nil
+}
+
+// accessConfigSpec converts a wire access config; prefix is prepended to
+// field names in errors. Fields the model does not use travel in Extra
+// and are echoed back.
+func accessConfigSpec(ac *compute.AccessConfig, prefix string) (model.AccessConfigSpec, error) {
+	s := model.AccessConfigSpec{Name: ac.Name, Type: ac.Type, NetworkTier: ac.NetworkTier}
+	if ac.NatIP != "" {
+		a, err := netip.ParseAddr(ac.NatIP)
+		if err != nil || !a.Is4() {
+			return s, &model.Error{Code: model.Invalid, Field: prefix + "natIP", Value: ac.NatIP,
+				Reason: "Invalid IPv4 address (aliasnet takes natIP as an address, not as the name or URL of an address resource)."}
+		}
+		s.NatIP = a
+	}
+	rest := *ac
+	rest.Kind, rest.Name, rest.Type, rest.NetworkTier, rest.NatIP = "", "", "", "", ""
+	if b, err := json.Marshal(&rest); err == nil && string(b) != "{}" {
+		s.Extra = b
+	}
+	return s, nil
+}
+
+// renderAccessConfigs is a NIC's accessConfigs: its access config, or
+// the one an Alibaba EIP on its primary IP stands for.
+func renderAccessConfigs(ifc *model.Interface) []*compute.AccessConfig {
+	ac := ifc.ShownAccessConfig()
+	if ac == nil {
+		return nil
+	}
+	out := &compute.AccessConfig{}
+	_ = json.Unmarshal(ac.Extra, out)
+	out.Kind, out.Name, out.Type, out.NetworkTier = "compute#accessConfig", ac.Name, model.AccessConfigType, ac.NetworkTier
+	if ifc.ExternalIP.IsValid() {
+		out.NatIP = ifc.ExternalIP.String()
+	}
+	return []*compute.AccessConfig{out}
 }
 
 func aliasSpecs(in []*compute.AliasIpRange, field string) ([]model.AliasSpec, error) {
@@ -79,9 +130,7 @@ func (q *req) renderNIC(ifc *model.Interface) *compute.NetworkInterface {
 	for _, al := range ifc.Aliases {
 		ni.AliasIpRanges = append(ni.AliasIpRanges, &compute.AliasIpRange{IpCidrRange: al.Range.String(), SubnetworkRangeName: al.RangeName})
 	}
-	if ifc.ExternalIP.IsValid() {
-		ni.AccessConfigs = []*compute.AccessConfig{{Kind: "compute#accessConfig", Name: "External NAT", Type: "ONE_TO_ONE_NAT", NatIP: ifc.ExternalIP.String(), NetworkTier: "PREMIUM"}}
-	}
+	ni.AccessConfigs = renderAccessConfigs(ifc)
 	return ni
 }
 
@@ -273,9 +322,8 @@ func (a *API) updateNIC(q *req) {
 		return
 	}
 	zone, name := q.r.PathValue("zone"), q.r.PathValue("instance")
-	nic := q.r.URL.Query().Get("networkInterface")
-	if nic == "" {
-		q.badRequest("required", "Required parameter 'networkInterface' not specified")
+	nic, ok := q.requiredParam("networkInterface")
+	if !ok {
 		return
 	}
 	specs, err := aliasSpecs(in.AliasIpRanges, "networkInterface")
@@ -341,4 +389,57 @@ func (q *req) setStatus(opType, status string) {
 		}
 		return n.ID, nil, nil
 	})
+}
+
+func (a *API) addAccessConfig(q *req) {
+	var in compute.AccessConfig
+	if _, ok := q.decode(&in); !ok {
+		return
+	}
+	zone, name := q.r.PathValue("zone"), q.r.PathValue("instance")
+	nic, ok := q.requiredParam("networkInterface")
+	if !ok {
+		return
+	}
+	spec, err := accessConfigSpec(&in, "")
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	// The hash covers the NIC too: a requestId reused for another NIC is
+	// another request.
+	q.do("zones/"+zone, "addAccessConfig", model.InstanceKey(q.project, zone, name), []any{nic, in}, func(tx *model.Txn) (uint64, any, error) {
+		if _, err := tx.AddAccessConfig(q.project, zone, name, nic, spec); err != nil {
+			return 0, nil, err
+		}
+		return tx.State().Instance(q.project, zone, name).ID, nil, nil
+	})
+}
+
+func (a *API) deleteAccessConfig(q *req) {
+	zone, name := q.r.PathValue("zone"), q.r.PathValue("instance")
+	acName, ok := q.requiredParam("accessConfig")
+	if !ok {
+		return
+	}
+	nic, ok := q.requiredParam("networkInterface")
+	if !ok {
+		return
+	}
+	q.do("zones/"+zone, "deleteAccessConfig", model.InstanceKey(q.project, zone, name), []string{nic, acName}, func(tx *model.Txn) (uint64, any, error) {
+		if _, err := tx.DeleteAccessConfig(q.project, zone, name, nic, acName); err != nil {
+			return 0, nil, err
+		}
+		return tx.State().Instance(q.project, zone, name).ID, nil, nil
+	})
+}
+
+// requiredParam returns a query parameter the method requires, or
+// answers 400 naming it.
+func (q *req) requiredParam(name string) (string, bool) {
+	v := q.r.URL.Query().Get(name)
+	if v == "" {
+		q.badRequest("required", "Required parameter '%s' not specified", name)
+	}
+	return v, v != ""
 }

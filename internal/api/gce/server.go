@@ -76,6 +76,8 @@ func (a *API) routes() {
 	h("GET /zones/{zone}/instances/{instance}", a.getInstance)
 	h("DELETE /zones/{zone}/instances/{instance}", a.deleteInstance)
 	h("PATCH /zones/{zone}/instances/{instance}/updateNetworkInterface", a.updateNIC)
+	h("POST /zones/{zone}/instances/{instance}/addAccessConfig", a.addAccessConfig)
+	h("POST /zones/{zone}/instances/{instance}/deleteAccessConfig", a.deleteAccessConfig)
 	h("POST /zones/{zone}/instances/{instance}/setTags", a.setTags)
 	h("POST /zones/{zone}/instances/{instance}/stop", a.stopInstance)
 	h("POST /zones/{zone}/instances/{instance}/start", a.startInstance)
