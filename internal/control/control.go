@@ -68,8 +68,8 @@ type Service struct {
 
 	mu    sync.RWMutex
 	state *model.State
-	ops   map[string]*Operation // by key
-	reqs  map[string]string     // request key -> op key
+	ops   opStore           // by key (opstore.go)
+	reqs  map[string]string // request key -> op key
 	rnd   *rand.Rand
 	cfg   model.Config
 	// repl is set when the store is shared by several replicas (etcd):
@@ -223,17 +223,16 @@ var newByKind = map[string]func() any{
 	"eip":           func() any { return new(model.EIP) },
 	"router":        func() any { return new(model.Router) },
 	"dnsZone":       func() any { return new(model.DNSZone) },
-	"operation":     func() any { return new(Operation) },
 	"cluster":       func() any { return new(model.Cluster) },
 	"clusterNode":   func() any { return new(model.ClusterNode) },
 	"serviceIP":     func() any { return new(model.ServiceIP) },
 }
 
 // decodeAll turns the stored records into a model snapshot, operations
-// and request ids. Decoding is most of a restart's work (a million
+// (left encoded: see opStore) and request ids. Decoding is most of a restart's work (a million
 // allocations are a few hundred thousand JSON records), so it runs on
 // every core; the records keep their store order.
-func decodeAll(kvs []store.KV) (model.Snapshot, map[string]*Operation, map[string]string, error) {
+func decodeAll(kvs []store.KV) (model.Snapshot, opStore, map[string]string, error) {
 	vals := make([]any, len(kvs))
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(kvs)/1024))
 	errs := make([]error, workers)
@@ -244,8 +243,12 @@ func decodeAll(kvs []store.KV) (model.Snapshot, map[string]*Operation, map[strin
 			defer wg.Done()
 			for i := w * len(kvs) / workers; i < (w+1)*len(kvs)/workers; i++ {
 				kind := kindOf(kvs[i].Key)
-				if kind == "request" {
+				switch kind {
+				case "request":
 					vals[i] = string(kvs[i].Value)
+					continue
+				case "operation":
+					vals[i] = kvs[i].Value
 					continue
 				}
 				mk := newByKind[kind]
@@ -263,10 +266,10 @@ func decodeAll(kvs []store.KV) (model.Snapshot, map[string]*Operation, map[strin
 	}
 	wg.Wait()
 	var ms model.Snapshot
+	ops := newOpStore()
 	if err := errors.Join(errs...); err != nil {
-		return ms, nil, nil, err
+		return ms, ops, nil, err
 	}
-	ops := map[string]*Operation{}
 	reqs := map[string]string{}
 	for i, v := range vals {
 		switch v := v.(type) {
@@ -292,8 +295,8 @@ func decodeAll(kvs []store.KV) (model.Snapshot, map[string]*Operation, map[strin
 			ms.Routers = append(ms.Routers, v)
 		case *model.DNSZone:
 			ms.DNSZones = append(ms.DNSZones, v)
-		case *Operation:
-			ops[kvs[i].Key] = v
+		case []byte:
+			ops.putRaw(kvs[i].Key, v)
 		case *model.Cluster:
 			ms.Clusters = append(ms.Clusters, v)
 		case *model.ClusterNode:
@@ -362,7 +365,7 @@ func (s *Service) Do(ctx context.Context, op Op, m Mutation) (*Operation, error)
 	s.mu.Lock()
 	if op.RequestID != "" {
 		if k, ok := s.reqs[requestKey(op.Project, op.RequestID)]; ok {
-			prev := s.ops[k]
+			prev := s.ops.get(k)
 			s.mu.Unlock()
 			if prev == nil {
 				return nil, fmt.Errorf("control: request %s: operation %s lost", op.RequestID, k)
@@ -403,7 +406,7 @@ func (s *Service) Do(ctx context.Context, op Op, m Mutation) (*Operation, error)
 	}
 	o.Result = resultJSON
 	changes := tx.Changes()
-	s.ops[o.Key()] = o
+	s.ops.put(o.Key(), o)
 	rk := ""
 	if op.RequestID != "" {
 		rk = requestKey(op.Project, op.RequestID)
@@ -504,7 +507,7 @@ func (s *Service) Changed() (<-chan struct{}, int64) {
 // Operation returns a stored operation.
 func (s *Service) Operation(project, scope, name string) *Operation {
 	s.mu.RLock()
-	o := s.ops[OpKey(project, scope, name)]
+	o := s.ops.get(OpKey(project, scope, name))
 	s.mu.RUnlock()
 	if o == nil && s.repl != nil {
 		// Another replica may have recorded it a moment ago.
@@ -512,7 +515,7 @@ func (s *Service) Operation(project, scope, name string) *Operation {
 		defer cancel()
 		if s.repl.sync(ctx) == nil {
 			s.mu.RLock()
-			o = s.ops[OpKey(project, scope, name)]
+			o = s.ops.get(OpKey(project, scope, name))
 			s.mu.RUnlock()
 		}
 	}
@@ -525,11 +528,14 @@ func (s *Service) Operations(project, scope string) []*Operation {
 	defer s.mu.RUnlock()
 	prefix := "projects/" + project + "/"
 	var out []*Operation
-	for k, o := range s.ops {
-		if strings.HasPrefix(k, prefix) && (scope == "" || o.Scope == scope) {
+	s.ops.keys(func(k string) {
+		if !strings.HasPrefix(k, prefix) {
+			return
+		}
+		if o := s.ops.get(k); o != nil && (scope == "" || o.Scope == scope) {
 			out = append(out, o)
 		}
-	}
+	})
 	sortOps(out)
 	return out
 }

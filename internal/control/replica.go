@@ -225,7 +225,7 @@ func (r *replica) finish(w *work, o *Operation, err error) {
 // finishRequest answers w with the operation an earlier request with the
 // same id recorded.
 func (r *replica) finishRequest(w *work, opKey string) {
-	prev := r.s.ops[opKey]
+	prev := r.s.ops.get(opKey)
 	switch {
 	case prev == nil:
 		r.finish(w, nil, fmt.Errorf("control: request %s: operation %s lost", w.op.RequestID, opKey))
@@ -256,7 +256,7 @@ func (r *replica) decide(w *work) bool {
 			return false
 		}
 	}
-	if prev := s.ops[w.o.Key()]; prev != nil {
+	if prev := s.ops.get(w.o.Key()); prev != nil {
 		// An earlier attempt of this very call committed (its outcome
 		// was unknown to us until the watch brought it).
 		r.finish(w, prev, nil)
@@ -659,7 +659,7 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 			}
 		}
 		for _, w := range b.works {
-			s.ops[w.o.Key()] = w.o
+			s.ops.put(w.o.Key(), w.o)
 			if w.rk != "" {
 				s.reqs[w.rk] = w.o.Key()
 			}
@@ -959,8 +959,8 @@ func (r *replica) applyRemote(ev store.Event) error {
 	if err != nil {
 		return err
 	}
-	for k, o := range ops {
-		s.ops[k] = o
+	for k, b := range ops.raw {
+		s.ops.putRaw(k, b)
 	}
 	for k, v := range reqs {
 		s.reqs[k] = v
@@ -969,7 +969,7 @@ func (r *replica) applyRemote(ev store.Event) error {
 	for _, k := range ev.Deletes {
 		switch kindOf(k) {
 		case "operation":
-			delete(s.ops, k)
+			s.ops.del(k)
 		case "request":
 			delete(s.reqs, k)
 		case "":

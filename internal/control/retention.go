@@ -31,44 +31,43 @@ const (
 // cap. It returns how many operations it removed.
 func (s *Service) PruneOperations(ctx context.Context, now time.Time) (int, error) {
 	s.mu.Lock()
-	cutoff := now.Add(-s.retention)
+	cutoff := now.Add(-s.retention).UnixMilli()
 	var old []string
 	type aged struct {
 		key string
-		at  string
+		ms  int64
 	}
 	var rest []aged
-	for k, o := range s.ops {
-		t, err := time.Parse(opTimeLayout, o.Inserted)
-		if err == nil && t.Before(cutoff) {
+	s.ops.keys(func(k string) {
+		if ms := s.ops.insertedMs(k); ms < cutoff {
 			old = append(old, k)
 		} else {
-			rest = append(rest, aged{k, o.Inserted})
+			rest = append(rest, aged{k, ms})
 		}
-	}
+	})
 	if over := len(rest) - s.maxOps; over > 0 {
-		slices.SortFunc(rest, func(a, b aged) int { return cmp.Compare(a.at, b.at) })
+		slices.SortFunc(rest, func(a, b aged) int { return cmp.Compare(a.ms, b.ms) })
 		for _, a := range rest[:over] {
 			old = append(old, a.key)
 		}
 		s.log.Warn("operation count cap reached: pruning operations younger than the retention age; requestId retries older than the oldest kept operation are no longer deduplicated",
-			"cap", s.maxOps, "pruned", over, "oldestKept", rest[over].at)
+			"cap", s.maxOps, "pruned", over, "oldestKept", time.UnixMilli(rest[over].ms).UTC())
 	}
 	if len(old) == 0 {
 		s.mu.Unlock()
 		return 0, nil
 	}
-	var keys []string
+	gone := make(map[string]bool, len(old))
+	keys := make([]string, 0, len(old))
 	for _, k := range old {
-		o := s.ops[k]
-		delete(s.ops, k)
+		s.ops.del(k)
+		gone[k] = true
 		keys = append(keys, k)
-		if o.RequestID != "" {
-			rk := requestKey(o.Project, o.RequestID)
-			if s.reqs[rk] == k {
-				delete(s.reqs, rk)
-				keys = append(keys, rk)
-			}
+	}
+	for rk, k := range s.reqs {
+		if gone[k] {
+			delete(s.reqs, rk)
+			keys = append(keys, rk)
 		}
 	}
 	var prev, turn chan struct{}
