@@ -1063,6 +1063,11 @@ func TestLabBench(t *testing.T) {
 		}
 		t.Logf("BENCH alias-change-%s: API call -> route in the fabric, %d updates: median %v, p90 %v, max %v (API call alone: median %v)",
 			label, len(total), pct(total, .5), pct(total, .9), pct(total, 1), pct(apiT, .5))
+		var each []string
+		for i := range total {
+			each = append(each, fmt.Sprintf("%.1f/%.1f", float64(total[i].Microseconds())/1000, float64(apiT[i].Microseconds())/1000))
+		}
+		t.Logf("alias-change-%s: each update, total/API ms: %s", label, strings.Join(each, " "))
 	}
 	aliasChange("10k", "vm0", aliasesOf(0, k))
 	st = e.status()
@@ -1263,5 +1268,25 @@ func TestFabricSpecEndpoint(t *testing.T) {
 	g, err := fabric.DecodeGob(b)
 	if err != nil || g.ETag != s3.ETag || fmt.Sprint(g.Networks[0].Desired.Forwarding) != fmt.Sprint(s3.Networks[0].Desired.Forwarding) {
 		t.Errorf("gob form: %v %+v", err, g)
+	}
+
+	// Deltas, as the supervisor follows them (lab.SpecClient.Next): the
+	// whole spec first, then the change alone, checked against its etag.
+	client := &lab.SpecClient{Server: srv.URL(), Project: "specproj"}
+	have, ch, err := client.Next(context.Background(), nil, 0)
+	if err != nil || have.ETag != s3.ETag || ch != nil {
+		t.Fatalf("first update: %v, etag %s, changes %+v", err, have.ETag, ch)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		e.setAliases("vm1", "pods:172.16.2.0/24")
+	}()
+	next, ch, err := client.Next(context.Background(), have, 20*time.Second)
+	if err != nil || ch == nil || !ch.Instance("specproj/us-central1-a/vm1") ||
+		!slices.Equal(next.Instances[0].NICs[0].Aliases, []netip.Prefix{netip.MustParsePrefix("172.16.2.0/24")}) {
+		t.Fatalf("delta: %v, changes %+v, nic %+v", err, ch, next.Instances[0].NICs[0])
+	}
+	if s4, _ := get(""); s4.ETag != next.ETag {
+		t.Errorf("after the delta: etag %s, the server's %s", next.ETag, s4.ETag)
 	}
 }

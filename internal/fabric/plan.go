@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -188,100 +189,284 @@ func PeerLinkName(network, peer string) string { return "p" + shortHash(10, netw
 
 // Plan compiles one network of a Spec into a RouterPlan.
 func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
+	return (&Planner{Network: networkKey, Options: o}).Plan(s, nil)
+}
+
+// Planner compiles the RouterPlans of one network, one spec after
+// another. Told which interfaces changed since the spec it planned last
+// (Changes.Network), it recomputes only their ports and delivery routes
+// and reuses everything else; at 10,000 aliases that is a fraction of a
+// millisecond instead of several. Its plans equal Plan's
+// (TestPlannerMatchesPlan). A Planner is not safe for concurrent use.
+type Planner struct {
+	Network string
+	Options PlanOptions
+
+	st *planState
+}
+
+// planState is what the last plan was made of.
+type planState struct {
+	plan       *RouterPlan
+	peerSig    string
+	localAddrs []netip.Prefix
+	peerLinks  []PeerLink
+	peerLink   map[string]string // peer network -> link
+	sets       []NftSet
+	chains     []NftChain
+	chainName  map[int]string
+	// hops are the interfaces route tables send to (their ports' names,
+	// addresses and states are in those routes).
+	hops  map[string]bool
+	fis   map[string]netpolicy.FabricInterface // by ID
+	ports map[string]Port                      // by interface ID
+	// tables are the routes of the drop table and the VPC route tables,
+	// routes all of the plan's (those and table TableDeliver), both in
+	// routeOrder.
+	tables, routes []KRoute
+}
+
+// Reset makes the next Plan start from scratch.
+func (pl *Planner) Reset() { pl.st = nil }
+
+// Plan returns the plan of the network in s. ch says what changed since
+// the spec of the previous call: nil or Whole, anything (the plan is made
+// from scratch); otherwise only the interfaces it lists.
+func (pl *Planner) Plan(s *Spec, ch *NetChange) *RouterPlan {
+	o := &pl.Options
 	if o.Names.Port == nil {
 		o.Names.Port = PortName
 	}
 	if o.Names.PeerLink == nil {
 		o.Names.PeerLink = PeerLinkName
 	}
-	nw := s.Network(networkKey)
+	nw := s.Network(pl.Network)
 	if nw == nil || nw.Desired == nil {
+		pl.st = nil
 		return nil
 	}
+	var peers []string
+	for _, pe := range nw.Desired.Peers {
+		if s.Network(pe.Network) != nil {
+			peers = append(peers, pe.Peering+"="+pe.Network)
+		}
+	}
+	peerSig := strings.Join(peers, ",")
+	if ch == nil || ch.Whole || pl.st == nil || pl.st.peerSig != peerSig || !pl.patch(nw, ch) {
+		pl.full(s, nw, peerSig)
+	}
+	return pl.st.plan
+}
+
+// full plans the network from scratch.
+func (pl *Planner) full(s *Spec, nw *Network, peerSig string) {
+	o := pl.Options
 	d := nw.Desired
-	project := d.Project
-	p := &RouterPlan{Network: networkKey, LocalAddrs: []netip.Prefix{}, Ports: []Port{}, Routes: []KRoute{}, Rules: []KRule{},
-		Sets: []NftSet{}, Chains: []NftChain{}}
+	st := &planState{peerSig: peerSig, localAddrs: []netip.Prefix{}, peerLink: map[string]string{}, chainName: map[int]string{},
+		hops: map[string]bool{}, fis: make(map[string]netpolicy.FabricInterface, len(d.Interfaces)), ports: make(map[string]Port, len(d.Interfaces))}
+	pl.st = st
 
 	for _, sn := range nw.Subnets {
 		if sn.Gateway.Is4() {
-			p.LocalAddrs = append(p.LocalAddrs, netip.PrefixFrom(sn.Gateway, 32))
+			st.localAddrs = append(st.localAddrs, netip.PrefixFrom(sn.Gateway, 32))
 		}
 	}
 	if o.Metadata {
-		p.LocalAddrs = append(p.LocalAddrs, netip.PrefixFrom(MetadataAddr, 32))
+		st.localAddrs = append(st.localAddrs, netip.PrefixFrom(MetadataAddr, 32))
 	}
-	slices.SortFunc(p.LocalAddrs, netip.Prefix.Compare)
-	p.LocalAddrs = slices.Compact(p.LocalAddrs)
+	slices.SortFunc(st.localAddrs, netip.Prefix.Compare)
+	st.localAddrs = slices.Compact(st.localAddrs)
 
 	// Peer links: only towards peers this spec realises.
-	peerLink := map[string]string{}
 	for _, pe := range d.Peers {
 		if s.Network(pe.Network) == nil {
 			continue
 		}
-		name := o.Names.PeerLink(networkKey, pe.Network)
-		peerLink[pe.Network] = name
-		p.PeerLinks = append(p.PeerLinks, PeerLink{Name: name, Peer: pe.Network})
+		name := o.Names.PeerLink(pl.Network, pe.Network)
+		st.peerLink[pe.Network] = name
+		st.peerLinks = append(st.peerLinks, PeerLink{Name: name, Peer: pe.Network})
 	}
 
 	// Firewall chains and their sets.
 	sets := map[string]NftSet{}
-	chainName := map[int]string{}
+	st.chains = []NftChain{}
 	for _, c := range d.Chains {
 		ch := compileChain(c, sets)
-		chainName[c.ID] = ch.Name
-		if !slices.ContainsFunc(p.Chains, func(x NftChain) bool { return x.Name == ch.Name }) {
-			p.Chains = append(p.Chains, ch)
+		st.chainName[c.ID] = ch.Name
+		if !slices.ContainsFunc(st.chains, func(x NftChain) bool { return x.Name == ch.Name }) {
+			st.chains = append(st.chains, ch)
+		}
+	}
+	st.sets = make([]NftSet, 0, len(sets))
+	for _, s := range sets {
+		st.sets = append(st.sets, s)
+	}
+	slices.SortFunc(st.sets, func(a, b NftSet) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.chains, func(a, b NftChain) int { return cmp.Compare(a.Name, b.Name) })
+
+	for _, rt := range d.RouteTables {
+		for _, r := range rt.Routes {
+			if r.NextHop.Kind == netpolicy.HopInstance && r.NextHop.Interface != "" {
+				st.hops[r.NextHop.Interface] = true
+			}
 		}
 	}
 
 	// Ports.
-	ports := map[string]*Port{} // by interface ID
 	for _, fi := range d.Interfaces {
-		if fi.Instance == "" || fi.RouteTable < 0 {
-			continue // detached: nothing sends or receives through it
+		st.fis[fi.ID] = fi
+		if pt, ok := pl.port(nw, fi); ok {
+			st.ports[fi.ID] = pt
 		}
-		pt := Port{Name: o.Names.Port(project, fi.ID), Interface: fi.ID, Instance: fi.Instance, IP: fi.IP, Up: fi.Running,
-			Table: TableBase + fi.RouteTable, Ingress: chainName[fi.IngressChain], Egress: chainName[fi.EgressChain]}
-		if as, ok := nw.AntiSpoofOf(fi.ID); ok && as != nil && !fi.CanIPForward {
-			pt.AntiSpoof = ranges4(as)
-			if pt.AntiSpoof == nil {
-				pt.AntiSpoof = []netipx.IPRange{}
-			}
-		}
-		p.Ports = append(p.Ports, pt)
-	}
-	slices.SortFunc(p.Ports, func(a, b Port) int { return cmp.Compare(a.Name, b.Name) })
-	for i := range p.Ports {
-		ports[p.Ports[i].Interface] = &p.Ports[i]
 	}
 
 	// Delivery entries: the primary IP on the link, alias ranges via the
 	// primary IP (one neighbour entry per interface, whatever the number
 	// of aliases). A stopped instance receives nothing.
-	any4 := netip.MustParsePrefix("0.0.0.0/0")
-	p.Routes = make([]KRoute, 0, len(d.Forwarding)+16)
-	p.Routes = append(p.Routes, KRoute{Table: TableDrop, Dst: any4, Type: RouteBlackhole})
+	st.tables = pl.tableRoutes(d)
+	n, _ := slices.BinarySearchFunc(st.tables, TableDeliver, func(r KRoute, t int) int { return r.Table - t })
+	st.routes = make([]KRoute, 0, len(d.Forwarding)+len(st.tables))
+	st.routes = append(st.routes, st.tables[:n]...)
 	for _, f := range d.Forwarding {
-		if !f.Dst.Addr().Is4() {
-			continue
+		if pt, ok := st.ports[f.Interface]; ok && f.Dst.Addr().Is4() {
+			st.routes = append(st.routes, deliverRoute(f.Dst, pt))
 		}
-		pt := ports[f.Interface]
-		if pt == nil {
-			continue
-		}
-		r := KRoute{Table: TableDeliver, Dst: f.Dst}
-		switch {
-		case !pt.Up:
-			r.Type = RouteBlackhole
-		case f.Dst.Bits() == 32 && f.Dst.Addr() == pt.IP:
-			r.Type, r.Dev = RouteDev, pt.Name
-		default:
-			r.Type, r.Dev, r.Via = RouteVia, pt.Name, pt.IP
-		}
-		p.Routes = append(p.Routes, r)
 	}
+	st.routes = append(st.routes, st.tables[n:]...)
+	if !slices.IsSortedFunc(st.routes, routeOrder) {
+		slices.SortFunc(st.routes, routeOrder)
+	}
+	pl.assemble()
+}
+
+// patch applies the changes of ch's interfaces to the last plan; false
+// when it cannot (an interface it does not know).
+func (pl *Planner) patch(nw *Network, ch *NetChange) bool {
+	st := pl.st
+	if len(ch.Interfaces) == 0 {
+		return true
+	}
+	d := nw.Desired
+	var idx map[string]int
+	if len(ch.Interfaces) > 8 {
+		idx = make(map[string]int, len(d.Interfaces))
+		for i, fi := range d.Interfaces {
+			idx[fi.ID] = i
+		}
+	}
+	var del, add []KRoute
+	portsChanged, hopsChanged := false, false
+	for _, id := range slices.Sorted(maps.Keys(ch.Interfaces)) {
+		i, ok := idx[id]
+		if idx == nil {
+			i = slices.IndexFunc(d.Interfaces, func(fi netpolicy.FabricInterface) bool { return fi.ID == id })
+			ok = i >= 0
+		}
+		old, known := st.fis[id]
+		if !ok || !known {
+			return false
+		}
+		fi := d.Interfaces[i]
+		oldPt, hadPt := st.ports[id]
+		if hadPt {
+			del = appendDeliver(del, old, oldPt)
+		}
+		pt, hasPt := pl.port(nw, fi)
+		if hasPt {
+			add = appendDeliver(add, fi, pt)
+			st.ports[id] = pt
+		} else {
+			delete(st.ports, id)
+		}
+		st.fis[id] = fi
+		if hadPt != hasPt || !samePort(oldPt, pt) {
+			portsChanged = true
+			hopsChanged = hopsChanged || st.hops[id]
+		}
+	}
+	if hopsChanged {
+		del = append(del, st.tables...)
+		st.tables = pl.tableRoutes(d)
+		add = append(add, st.tables...)
+	}
+	slices.SortFunc(del, routeOrder)
+	slices.SortFunc(add, routeOrder)
+	// A new list (plans handed out before keep theirs), made in one pass.
+	st.routes = patchRoutes(st.routes, del, add)
+	if portsChanged {
+		pl.assemble()
+		return true
+	}
+	// Same ports and rules: only the routes differ.
+	p := *st.plan
+	p.Routes = st.routes
+	st.plan = &p
+	return true
+}
+
+func samePort(a, b Port) bool {
+	return a.Name == b.Name && a.Interface == b.Interface && a.Instance == b.Instance && a.IP == b.IP && a.Up == b.Up &&
+		a.Table == b.Table && a.Ingress == b.Ingress && a.Egress == b.Egress && (a.AntiSpoof == nil) == (b.AntiSpoof == nil) &&
+		slices.Equal(a.AntiSpoof, b.AntiSpoof)
+}
+
+// port is the port of an interface, if it has one.
+func (pl *Planner) port(nw *Network, fi netpolicy.FabricInterface) (Port, bool) {
+	if fi.Instance == "" || fi.RouteTable < 0 {
+		return Port{}, false // detached: nothing sends or receives through it
+	}
+	st := pl.st
+	pt := Port{Name: pl.Options.Names.Port(nw.Desired.Project, fi.ID), Interface: fi.ID, Instance: fi.Instance, IP: fi.IP, Up: fi.Running,
+		Table: TableBase + fi.RouteTable, Ingress: st.chainName[fi.IngressChain], Egress: st.chainName[fi.EgressChain]}
+	if as, ok := nw.AntiSpoofOf(fi.ID); ok && as != nil && !fi.CanIPForward {
+		pt.AntiSpoof = ranges4(as)
+		if pt.AntiSpoof == nil {
+			pt.AntiSpoof = []netipx.IPRange{}
+		}
+	}
+	return pt, true
+}
+
+// deliverRoute is the delivery route of dst, held by the interface of pt.
+func deliverRoute(dst netip.Prefix, pt Port) KRoute {
+	r := KRoute{Table: TableDeliver, Dst: dst}
+	switch {
+	case !pt.Up:
+		r.Type = RouteBlackhole
+	case dst.Bits() == 32 && dst.Addr() == pt.IP:
+		r.Type, r.Dev = RouteDev, pt.Name
+	default:
+		r.Type, r.Dev, r.Via = RouteVia, pt.Name, pt.IP
+	}
+	return r
+}
+
+// appendDeliver appends the delivery routes of an interface (its entries
+// of Forwarding, see appendForwarding).
+func appendDeliver(rs []KRoute, fi netpolicy.FabricInterface, pt Port) []KRoute {
+	if fi.IP.Is4() {
+		rs = append(rs, deliverRoute(netip.PrefixFrom(fi.IP, 32), pt))
+	}
+	for _, a := range fi.Aliases {
+		if a.Addr().Is4() {
+			rs = append(rs, deliverRoute(a, pt))
+		}
+	}
+	return rs
+}
+
+// patchRoutes returns rs without del's destinations and with add (all
+// three in routeOrder; a destination appears once per table).
+func patchRoutes(rs, del, add []KRoute) []KRoute {
+	return patchSorted(rs, del, add, routeOrder, func(a, b KRoute) bool { return true })
+}
+
+// tableRoutes are the routes of the drop table and of the VPC route
+// tables.
+func (pl *Planner) tableRoutes(d *netpolicy.Desired) []KRoute {
+	st := pl.st
+	any4 := netip.MustParsePrefix("0.0.0.0/0")
+	rs := []KRoute{{Table: TableDrop, Dst: any4, Type: RouteBlackhole}}
 	for _, rt := range d.RouteTables {
 		table := TableBase + rt.ID
 		hasDefault := false
@@ -295,29 +480,37 @@ func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
 				// The owner's delivery entry (TableDeliver, looked up
 				// first) takes it; an address nobody holds is dropped.
 			case netpolicy.HopPeering:
-				if l, ok := peerLink[r.NextHop.Network]; ok {
+				if l, ok := st.peerLink[r.NextHop.Network]; ok {
 					kr.Type, kr.Dev = RouteDev, l
 				}
 			case netpolicy.HopInstance:
-				if pt := ports[r.NextHop.Interface]; pt != nil && pt.Up {
+				if pt, ok := st.ports[r.NextHop.Interface]; ok && pt.Up {
 					kr.Type, kr.Dev, kr.Via = RouteVia, pt.Name, pt.IP
 				}
 			case netpolicy.HopInternet, netpolicy.HopExternal:
 				kr.Type, kr.Dev = RouteDev, IGW
 			}
 			hasDefault = hasDefault || r.Dst.Bits() == 0
-			p.Routes = append(p.Routes, kr)
+			rs = append(rs, kr)
 		}
 		if !hasDefault {
-			p.Routes = append(p.Routes, KRoute{Table: table, Dst: any4, Type: RouteBlackhole})
+			rs = append(rs, KRoute{Table: table, Dst: any4, Type: RouteBlackhole})
 		}
 	}
+	slices.SortStableFunc(rs, routeOrder)
+	return rs
+}
 
-	// In the Router's order (sorted already when netpolicy's tables are).
-	if !slices.IsSortedFunc(p.Routes, routeOrder) {
-		slices.SortFunc(p.Routes, routeOrder)
+// assemble makes the plan from the state.
+func (pl *Planner) assemble() {
+	st := pl.st
+	p := &RouterPlan{Network: pl.Network, LocalAddrs: st.localAddrs, Ports: make([]Port, 0, len(st.ports)), PeerLinks: st.peerLinks,
+		Rules: []KRule{}, Sets: st.sets, Chains: st.chains}
+	for _, pt := range st.ports {
+		p.Ports = append(p.Ports, pt)
 	}
-
+	slices.SortFunc(p.Ports, func(a, b Port) int { return cmp.Compare(a.Name, b.Name) })
+	p.Routes = st.routes
 	for _, pt := range p.Ports {
 		p.Rules = append(p.Rules, KRule{Priority: RulePriority, Iif: pt.Name, Table: TableDeliver},
 			KRule{Priority: RulePriority + 1, Iif: pt.Name, Table: pt.Table})
@@ -328,16 +521,10 @@ func Plan(s *Spec, networkKey string, o PlanOptions) *RouterPlan {
 	}
 	// The router's own packets (the metadata proxy's answers).
 	p.Rules = append(p.Rules, KRule{Priority: RulePriority, Iif: "lo", Table: TableDeliver})
-
-	for _, s := range sets {
-		p.Sets = append(p.Sets, s)
-	}
-	slices.SortFunc(p.Sets, func(a, b NftSet) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(p.Rules, func(a, b KRule) int {
 		return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(a.Iif, b.Iif), cmp.Compare(a.Table, b.Table))
 	})
-	slices.SortFunc(p.Chains, func(a, b NftChain) int { return cmp.Compare(a.Name, b.Name) })
-	return p
+	st.plan = p
 }
 
 // ranges4 normalises the IPv4 prefixes of ps into sorted, non-overlapping,

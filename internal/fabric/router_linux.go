@@ -230,7 +230,8 @@ func (r *Router) init() error {
 }
 
 // Apply makes the namespace match p, changing only what differs from
-// what the Router programmed before.
+// what the Router programmed before. It keeps p.Routes: a plan must not
+// be modified once applied (Plan and Planner make new ones).
 func (r *Router) Apply(p *RouterPlan) error {
 	start := time.Now()
 	st := Stats{}
@@ -308,7 +309,9 @@ func (r *Router) Apply(p *RouterPlan) error {
 	}
 	ferr := r.rt.flush()
 	rerr := errors.Join(append(qerrs, ferr, r.rt.err())...)
-	r.routes = slices.Clone(want)
+	// Kept, not copied (10,000 routes): plans are not modified once
+	// made, and the Router never modifies the list in place either.
+	r.routes = want
 	st.RoutesTook = time.Since(t0)
 	if rerr != nil {
 		// Re-read the kernel next time rather than trust the table.
@@ -426,7 +429,10 @@ func (r *Router) applyLinks(p *RouterPlan) error {
 // forgetDev forgets the routes through a link the kernel removed them
 // from (link deleted, recreated or set down).
 func (r *Router) forgetDev(name string) {
-	r.routes = slices.DeleteFunc(r.routes, func(kr KRoute) bool { return kr.Dev == name })
+	if slices.ContainsFunc(r.routes, func(kr KRoute) bool { return kr.Dev == name }) {
+		// A copy: the list may be a plan's.
+		r.routes = slices.DeleteFunc(slices.Clone(r.routes), func(kr KRoute) bool { return kr.Dev == name })
+	}
 }
 
 func portSysctls(dev string) []Sysctl {

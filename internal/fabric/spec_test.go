@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/aliasnet/aliasnet/internal/model"
-	"github.com/aliasnet/aliasnet/internal/netpolicy"
 )
 
 const (
@@ -94,7 +93,7 @@ func testWorld(t *testing.T) *world {
 // aliases out and DecodeGob derives them; they must equal netpolicy's.
 func TestWireRoundTrip(t *testing.T) {
 	w := testWorld(t)
-	s, err := BuildSpec(proj, netpolicy.FromState(w.s, proj))
+	s, err := BuildSpec(proj, FromState(w.s, proj))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +129,12 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 	}
 	// Same content, same ETag; a change, another.
-	s2, _ := BuildSpec(proj, netpolicy.FromState(w.s, proj))
+	s2, _ := BuildSpec(proj, FromState(w.s, proj))
 	if s2.ETag != s.ETag {
 		t.Fatal("ETag not deterministic")
 	}
 	w.vm("vm3", nil, false, "s1")
-	s3, _ := BuildSpec(proj, netpolicy.FromState(w.s, proj))
+	s3, _ := BuildSpec(proj, FromState(w.s, proj))
 	if s3.ETag == s.ETag {
 		t.Fatal("ETag unchanged after a change")
 	}
@@ -143,7 +142,7 @@ func TestWireRoundTrip(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	w := testWorld(t)
-	s, err := BuildSpec(proj, netpolicy.FromState(w.s, proj))
+	s, err := BuildSpec(proj, FromState(w.s, proj))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,7 @@ type Lab struct {
 
 	saveMu            sync.Mutex
 	saving, saveAgain bool
+	saveKick          chan struct{}
 	saveWG            sync.WaitGroup
 	fileMu            sync.Mutex
 }
@@ -72,9 +73,13 @@ type routerNS struct {
 	h       netns.NsHandle
 	nl      *netlink.Handle
 	fab     *fabric.Router
-	proxy   *mdProxy
-	ports   int
-	routes  int
+	planner *fabric.Planner
+	// linksChanged: links of the namespace were made or removed since
+	// the last Apply (the plan alone does not show it).
+	linksDirty bool
+	proxy      *mdProxy
+	ports      int
+	routes     int
 }
 
 type instNS struct {
@@ -131,7 +136,8 @@ func New(o Options) (*Lab, error) {
 		}
 	}
 	l := &Lab{o: o, names: Namer{Prefix: o.Prefix, Project: o.Project}, log: o.Logger,
-		routers: map[string]*routerNS{}, insts: map[string]*instNS{}, ports: map[string]*portState{}, links: map[string]*peerLink{}}
+		routers: map[string]*routerNS{}, insts: map[string]*instNS{}, ports: map[string]*portState{}, links: map[string]*peerLink{},
+		saveKick: make(chan struct{})}
 	l.status.Project = o.Project
 	l.status.Prefix = o.Prefix
 	l.status.Namespaces = []string{}
@@ -228,7 +234,8 @@ func (l *Lab) ensureRouter(key string) (*routerNS, error) {
 		h.Close()
 		return nil, err
 	}
-	r := &routerNS{key: key, ns: name, h: h, nl: nl, fab: fab}
+	r := &routerNS{key: key, ns: name, h: h, nl: nl, fab: fab, linksDirty: true,
+		planner: &fabric.Planner{Network: key, Options: fabric.PlanOptions{Metadata: l.o.MetadataUpstream != ""}}}
 	l.routers[key] = r
 	l.log.Info("router namespace", "network", key, "netns", name)
 	return r, nil
@@ -388,17 +395,50 @@ func (l *Lab) removePort(p *portState) {
 		if lk, err := r.nl.LinkByName(p.name); err == nil {
 			r.nl.LinkDel(lk)
 		}
-		r.fab.LinksChanged()
+		r.linksChanged()
 	}
 	if i := l.insts[p.inst]; i != nil {
 		delete(i.nics, p.device)
 	}
 }
 
+// linksChanged records that links of the router's namespace were made or
+// removed.
+func (r *routerNS) linksChanged() {
+	r.fab.LinksChanged()
+	r.linksDirty = true
+}
+
+// proxyOK: the metadata proxy runs if it should.
+func (r *routerNS) proxyOK(o Options) bool { return o.MetadataUpstream == "" || r.proxy != nil }
+
+// guestPending: a NIC of the instance on a realised network is not
+// configured (a failure, or a port made anew).
+func (l *Lab) guestPending(ins *instNS) bool {
+	for _, nic := range ins.nicsSpec {
+		if l.routers[nic.Network] == nil {
+			continue
+		}
+		if a := ins.nics[nic.Device]; a == nil || !a.done {
+			return true
+		}
+	}
+	return false
+}
+
 // Reconcile makes the machine match the spec: namespaces, veths, the
 // inside of instances, the router fabric. It changes only what differs
-// from the previous Reconcile.
+// from the previous Reconcile, and re-examines everything to find out.
 func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
+	return l.ReconcileChanges(ctx, s, nil)
+}
+
+// ReconcileChanges is Reconcile told what changed since the spec of the
+// previous successful reconcile (fabric.ApplyDelta's answer; nil:
+// anything): the inside of instances and the router plans are
+// re-examined only where the spec changed. Namespaces, veths and peer
+// links are always checked (a map lookup per instance and NIC).
+func (l *Lab) ReconcileChanges(ctx context.Context, s *fabric.Spec, ch *fabric.Changes) error {
 	start := time.Now()
 	var phases strings.Builder
 	last := start
@@ -544,9 +584,24 @@ func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 			emu.Unlock()
 		}
 	}
-	if len(l.insts) > 8 && len(wantPorts) > 0 && changedGuests(l, s) > 8 {
+	switch {
+	case ch != nil:
+		var todo []int
+		for k := range s.Instances {
+			if ch.Instance(s.Instances[k].Key) || l.guestPending(l.insts[s.Instances[k].Key]) {
+				todo = append(todo, k)
+			}
+		}
+		if len(todo) > 8 {
+			parallel(len(todo), func(j int) { guest(todo[j]) })
+		} else {
+			for _, k := range todo {
+				guest(k)
+			}
+		}
+	case len(l.insts) > 8 && len(wantPorts) > 0 && changedGuests(l, s) > 8:
 		parallel(len(s.Instances), guest)
-	} else {
+	default:
 		for k := range s.Instances {
 			guest(k)
 		}
@@ -556,11 +611,21 @@ func (l *Lab) Reconcile(ctx context.Context, s *fabric.Spec) error {
 	// 5. The fabric.
 	for _, nw := range s.Networks {
 		r := l.routers[nw.Key]
-		p := fabric.Plan(s, nw.Key, fabric.PlanOptions{Metadata: l.o.MetadataUpstream != ""})
+		nc := ch.Network(nw.Key)
+		if nc == nil && !r.linksDirty && r.proxyOK(l.o) {
+			continue // nothing of this network changed
+		}
+		if nc == nil {
+			nc = &fabric.NetChange{Interfaces: map[string]bool{}}
+		}
+		p := r.planner.Plan(s, nc)
 		if err := r.fab.Apply(p); err != nil {
 			errs = append(errs, fmt.Errorf("lab: fabric of %s: %w", nw.Key, err))
+			// The next reconcile plans from scratch.
+			r.planner.Reset()
 			continue
 		}
+		r.linksDirty = false
 		r.ports, r.routes = len(p.Ports), len(p.Routes)
 		if l.o.MetadataUpstream != "" && r.proxy == nil {
 			px, err := startProxy(r.h, l.o.MetadataUpstream, nw.Key, l.log)
@@ -622,7 +687,7 @@ func (l *Lab) createPort(r *routerNS, ins *instNS, p portState, nic fabric.NIC) 
 	if mac, err := net.ParseMAC(p.mac); err == nil && p.mac != "" {
 		v.PeerHardwareAddr = mac
 	}
-	r.fab.LinksChanged()
+	r.linksChanged()
 	if err := r.nl.LinkAdd(v); err != nil {
 		return fmt.Errorf("lab: veth %s/%s -> %s/%s: %w", r.ns, p.name, ins.ns, dev, err)
 	}
@@ -652,10 +717,10 @@ func (l *Lab) reconcileLinks(s *fabric.Spec) error {
 			if lk, err := r.nl.LinkByName(pl.nameA); err == nil {
 				r.nl.LinkDel(lk)
 			}
-			r.fab.LinksChanged()
+			r.linksChanged()
 		}
 		if r := l.routers[pl.b]; r != nil {
-			r.fab.LinksChanged()
+			r.linksChanged()
 		}
 		delete(l.links, k)
 	}
@@ -664,8 +729,8 @@ func (l *Lab) reconcileLinks(s *fabric.Spec) error {
 			continue
 		}
 		ra, rb := l.routers[pl.a], l.routers[pl.b]
-		ra.fab.LinksChanged()
-		rb.fab.LinksChanged()
+		ra.linksChanged()
+		rb.linksChanged()
 		if lk, err := ra.nl.LinkByName(pl.nameA); err == nil {
 			ra.nl.LinkDel(lk)
 		}
@@ -737,7 +802,9 @@ func (l *Lab) configureNIC(ins *instNS, nic fabric.NIC) error {
 	}
 	wantA := map[netip.Prefix]bool{}
 	for _, p := range nic.Aliases {
-		if p.Addr().Is4() {
+		// A cluster node's pod range is forwarded to its pods, not owned:
+		// a local route would make the node answer for them.
+		if p.Addr().Is4() && p != nic.PodRange {
 			wantA[p] = true
 		}
 	}
@@ -778,7 +845,7 @@ func changedGuests(l *Lab, s *fabric.Spec) int {
 
 func nicEqual(a, b fabric.NIC) bool {
 	return a.Device == b.Device && a.Interface == b.Interface && a.Network == b.Network && a.MAC == b.MAC && a.IP == b.IP &&
-		a.Prefix == b.Prefix && a.Gateway == b.Gateway && slices.Equal(a.Aliases, b.Aliases)
+		a.Prefix == b.Prefix && a.Gateway == b.Gateway && a.PodRange == b.PodRange && slices.Equal(a.Aliases, b.Aliases)
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

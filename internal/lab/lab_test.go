@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/aliasnet/aliasnet/internal/fabric"
@@ -110,8 +111,8 @@ func protos(specs ...string) []model.FirewallProtocol {
 
 func (w *world) spec() (*fabric.Spec, *netpolicy.Engine) {
 	w.t.Helper()
-	in := netpolicy.FromState(w.s, proj)
-	e := netpolicy.Compile(in)
+	in := fabric.FromState(w.s, proj)
+	e := netpolicy.Compile(in.Policy)
 	s, err := fabric.BuildSpecFrom(proj, in, e)
 	if err != nil {
 		w.t.Fatal(err)
@@ -499,27 +500,87 @@ func TestLabScale(t *testing.T) {
 	if err != nil || len(rs) != k+1 {
 		t.Fatalf("anti-spoof set of vm0: %d ranges, %v", len(rs), err)
 	}
-	// One alias changed.
+	// One alias changed, 20 times: the whole path before deltas (compile
+	// the whole spec, reconcile everything), then the incremental one
+	// (the server's Builder patches its spec and makes the delta; the
+	// supervisor decodes it, applies it and reconciles what changed).
 	as := []string{}
 	for j := range k {
 		as = append(as, fmt.Sprintf("pods:172.16.%d.%d", j/100, (j%100)*2+1))
 	}
-	as[0] = "pods:172.31.255.1"
 	var total []time.Duration
 	for i := range 20 {
 		as[0] = fmt.Sprintf("pods:172.31.255.%d", 2*i+1)
 		w.setAliases("vm0", as...)
 		start := time.Now()
-		s, _ := w.spec()
+		s, _ = w.spec()
 		sp := time.Since(start)
 		tl.reconcile(s)
 		total = append(total, time.Since(start))
 		if i == 0 {
-			t.Logf("incremental: spec %v, reconcile %v (fabric %+v)", sp, time.Since(start)-sp, r.fab.Last())
+			t.Logf("whole: spec %v, reconcile %v (fabric %+v)", sp, time.Since(start)-sp, r.fab.Last())
 		}
 	}
 	slicesSort(total)
-	t.Logf("one alias changed, spec + reconcile: median %v, max %v", total[len(total)/2], total[len(total)-1])
+	t.Logf("one alias changed, whole spec + reconcile: median %v, max %v", total[len(total)/2], total[len(total)-1])
+
+	bl := &fabric.Builder{Project: proj}
+	s0, err := bl.Update(fabric.FromState(w.s, proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := s0.Expanded()
+	tl.reconcile(have)
+	var server, client, inc []time.Duration
+	for i := range 20 {
+		as[0] = fmt.Sprintf("pods:172.31.254.%d", 2*i+1)
+		w.setAliases("vm0", as...)
+		start := time.Now()
+		s, err := bl.Update(fabric.FromState(w.s, proj))
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := fabric.EncodeUpdate(&fabric.Update{ETag: s.ETag, Delta: bl.Delta(have.ETag)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := time.Since(start)
+		t1 := time.Now()
+		u, err := fabric.DecodeUpdate(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, ch, err := fabric.ApplyDelta(have, u.Delta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply := time.Since(t1)
+		if err := tl.l.ReconcileChanges(context.Background(), next, ch); err != nil {
+			t.Fatal(err)
+		}
+		have = next
+		server, client, inc = append(server, srv), append(client, apply), append(inc, time.Since(start))
+		if i == 0 {
+			t.Logf("incremental: server %v (patched %v, %d-byte delta), decode+apply %v, reconcile %v (fabric %+v)",
+				srv, bl.Last().Patched, len(enc), apply, time.Since(t1)-apply, r.fab.Last())
+		}
+	}
+	for _, ds := range [][]time.Duration{server, client, inc} {
+		slicesSort(ds)
+	}
+	t.Logf("one alias changed, incremental: median %v (server %v, decode+apply %v), max %v",
+		inc[len(inc)/2], server[len(server)/2], client[len(client)/2], inc[len(inc)-1])
+	if got := deliveryRouteCount(t, r); got != n*(k+1) {
+		t.Fatalf("%d delivery routes after the changes", got)
+	}
+}
+
+func deliveryRouteCount(t *testing.T, r *routerNS) int {
+	rs, err := r.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: fabric.TableDeliver}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(rs)
 }
 
 func slicesSort(ds []time.Duration) {

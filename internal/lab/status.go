@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -118,16 +119,31 @@ func (l *Lab) SetError(err error) {
 
 // Status returns a copy of the current status.
 func (l *Lab) Status() Status {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, _ := json.Marshal(l.status)
+	b, _ := json.Marshal(l.snapshot())
 	var s Status
 	json.Unmarshal(b, &s)
 	return s
 }
 
-// saveStatusLater writes the status file from a background goroutine;
-// writes asked for while one runs are coalesced into one more.
+// snapshot is the status to encode without holding l.mu: fillStatus
+// makes new Routers and Instances lists every time (and the aliases in
+// them are the spec's, never modified), Namespaces is changed in place
+// and so copied.
+func (l *Lab) snapshot() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.status
+	st.Namespaces = slices.Clone(st.Namespaces)
+	return st
+}
+
+// statusDelay is how long a status write waits for more changes: at
+// 10,000 aliases the file takes milliseconds to encode, which a burst of
+// changes should pay once, and not on the CPU the next change needs.
+const statusDelay = 100 * time.Millisecond
+
+// saveStatusLater writes the status file from a background goroutine,
+// statusDelay later; writes asked for meanwhile are coalesced into it.
 func (l *Lab) saveStatusLater() {
 	l.saveMu.Lock()
 	defer l.saveMu.Unlock()
@@ -140,6 +156,12 @@ func (l *Lab) saveStatusLater() {
 	go func() {
 		defer l.saveWG.Done()
 		for {
+			t := time.NewTimer(statusDelay)
+			select {
+			case <-t.C:
+			case <-l.saveKick:
+				t.Stop()
+			}
 			l.saveStatus()
 			l.saveMu.Lock()
 			if !l.saveAgain {
@@ -153,8 +175,18 @@ func (l *Lab) saveStatusLater() {
 	}()
 }
 
-// FlushStatus waits for background status writes.
-func (l *Lab) FlushStatus() { l.saveWG.Wait() }
+// FlushStatus writes pending status changes now and waits for them.
+func (l *Lab) FlushStatus() {
+	done := make(chan struct{})
+	go func() { l.saveWG.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			return
+		case l.saveKick <- struct{}{}:
+		}
+	}
+}
 
 func (l *Lab) saveStatus() {
 	if l.o.StateDir == "" {
@@ -162,9 +194,7 @@ func (l *Lab) saveStatus() {
 	}
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
-	l.mu.Lock()
-	b, err := json.MarshalIndent(l.status, "", "  ")
-	l.mu.Unlock()
+	b, err := json.MarshalIndent(l.snapshot(), "", "  ")
 	if err != nil {
 		return
 	}

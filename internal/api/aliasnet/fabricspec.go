@@ -11,80 +11,98 @@ import (
 	"github.com/aliasnet/aliasnet/internal/control"
 	"github.com/aliasnet/aliasnet/internal/fabric"
 	"github.com/aliasnet/aliasnet/internal/model"
-	"github.com/aliasnet/aliasnet/internal/netpolicy"
 )
 
 // FabricSpecPattern is where the server mounts FabricSpecHandler: the
 // whole data plane description of a project (fabric.Spec: netpolicy's
-// Desired per network plus MACs, prefixes and gateways), with a long-poll:
+// Desired per network plus MACs, prefixes, gateways and pod ranges),
+// with a long-poll:
 //
-//	GET /aliasnet/v1/projects/{p}/fabricSpec[?lastEtag=E&timeoutSec=N]
+//	GET /aliasnet/v1/projects/{p}/fabricSpec[?lastEtag=E&timeoutSec=N][&delta=1]
 //
 // With lastEtag the request is held until the spec's etag differs from E
-// or timeoutSec (default 30, at most 300) passes; the answer is then the
-// current spec either way. The answer is JSON, or with "Accept:
-// application/x-aliasnet-spec+gob" the gob form (fabric.DecodeGob), which
-// a 10,000-alias data plane decodes several times faster. `aliasnet lab`
-// follows it; any data plane can.
+// or timeoutSec (default 30, at most 300) passes. Without delta the
+// answer is the current spec either way: JSON, or with "Accept:
+// application/x-aliasnet-spec+gob" the gob form (fabric.DecodeGob). With
+// delta=1 it is a fabric.Update: the delta from E to the current spec
+// when the server still knows E (fabric.ApplyDelta), the whole spec
+// otherwise (no E, E too old, a restarted server); JSON, or gob with
+// "Accept: application/x-aliasnet-spec-update+gob" (fabric.DecodeUpdate).
+// `aliasnet lab` follows it with deltas; any data plane can.
 const FabricSpecPattern = "GET /aliasnet/v1/projects/{project}/fabricSpec"
 
 // FabricSpecHandler serves FabricSpecPattern from the control plane.
 func FabricSpecHandler(svc *control.Service) http.Handler {
-	h := &specHandler{svc: svc, cache: map[string]specCached{}}
-	return h
+	return &specHandler{svc: svc, projects: map[string]*specProject{}}
 }
 
 type specHandler struct {
-	svc   *control.Service
-	mu    sync.Mutex
-	cache map[string]specCached
+	svc      *control.Service
+	mu       sync.Mutex
+	projects map[string]*specProject
 }
 
-type specCached struct {
-	rev  int64
-	spec *fabric.Spec
-	gob  []byte
-	json *[]byte // made on first use
+// specProject follows one project: its Builder (which patches the spec
+// on instance-local changes and answers deltas) and the encodings of the
+// current spec, made on first use.
+type specProject struct {
+	mu  sync.Mutex
+	b   *fabric.Builder
+	rev int64
+	cur *specVersion
 }
 
-// get returns the project's spec at the current revision, compiled at
-// most once per revision.
-func (h *specHandler) get(project string) (specCached, error) {
+type specVersion struct {
+	spec *fabric.Spec // wire form
+	mu   sync.Mutex
+	gob  []byte // EncodeGob
+	upd  []byte // EncodeUpdate of the whole spec
+	json []byte // the expanded spec
+	ujs  []byte // an Update with the expanded spec
+}
+
+// get returns the project's spec at the current revision, built at most
+// once per revision.
+func (h *specHandler) get(project string) (*specProject, *specVersion, error) {
 	_, rev := h.svc.Changed()
 	h.mu.Lock()
-	if c, ok := h.cache[project]; ok && c.rev == rev {
-		h.mu.Unlock()
-		return c, nil
+	p := h.projects[project]
+	if p == nil {
+		if len(h.projects) >= 64 {
+			clear(h.projects)
+		}
+		p = &specProject{b: &fabric.Builder{Project: project}, rev: -1}
+		h.projects[project] = p
 	}
 	h.mu.Unlock()
-	var in netpolicy.Input
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur != nil && p.rev == rev {
+		return p, p.cur, nil
+	}
+	var in fabric.Input
 	h.svc.Read(func(st *model.State) {
-		// Re-read the revision under the lock: the state and rev agree.
+		// Re-read the revision under the lock: the state is at least as
+		// new as rev.
 		_, rev = h.svc.Changed()
-		in = netpolicy.FromState(st, project)
+		in = fabric.FromState(st, project)
 	})
-	s, err := fabric.BuildSpec(project, in)
+	s, err := p.b.Update(in)
 	if err != nil {
-		return specCached{}, err
+		return nil, nil, err
 	}
-	b, err := s.EncodeGob()
-	if err != nil {
-		return specCached{}, err
+	p.rev = rev
+	if p.cur == nil || p.cur.spec != s {
+		p.cur = &specVersion{spec: s}
 	}
-	c := specCached{rev: rev, spec: s, gob: b, json: new([]byte)}
-	h.mu.Lock()
-	if len(h.cache) > 64 {
-		clear(h.cache)
-	}
-	h.cache[project] = c
-	h.mu.Unlock()
-	return c, nil
+	return p, p.cur, nil
 }
 
 func (h *specHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	project := r.PathValue("project")
 	q := r.URL.Query()
 	last := q.Get("lastEtag")
+	delta := q.Get("delta") == "1" || q.Get("delta") == "true"
 	timeout := 30 * time.Second
 	if v := q.Get("timeoutSec"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -98,19 +116,19 @@ func (h *specHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer deadline.Stop()
 	for {
 		ch, _ := h.svc.Changed()
-		c, err := h.get(project)
+		p, v, err := h.get(project)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "backendError", "Internal error: "+err.Error())
 			return
 		}
-		if last == "" || c.spec.ETag != last {
-			h.write(w, r, c)
+		if last == "" || v.spec.ETag != last {
+			h.write(w, r, p, v, last, delta)
 			return
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
-			h.write(w, r, c)
+			h.write(w, r, p, v, last, delta)
 			return
 		case <-r.Context().Done():
 			return
@@ -118,27 +136,72 @@ func (h *specHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *specHandler) write(w http.ResponseWriter, r *http.Request, c specCached) {
-	w.Header().Set("ETag", c.spec.ETag)
-	if strings.Contains(r.Header.Get("Accept"), fabric.GobContentType) {
-		w.Header().Set("Content-Type", fabric.GobContentType)
-		w.WriteHeader(http.StatusOK)
-		w.Write(c.gob)
+func (h *specHandler) write(w http.ResponseWriter, r *http.Request, p *specProject, v *specVersion, last string, delta bool) {
+	gob := strings.Contains(r.Header.Get("Accept"), fabric.GobContentType)
+	ct, enc := "application/json; charset=UTF-8", v.jsonSpec
+	etag := v.spec.ETag
+	switch {
+	case delta:
+		var d *fabric.Delta
+		if last != "" {
+			// To the Builder's current spec, which another request may
+			// have made newer than v meanwhile.
+			d = p.b.Delta(last)
+		}
+		if d != nil {
+			etag = d.To
+		}
+		gob = strings.Contains(r.Header.Get("Accept"), fabric.UpdateGobContentType)
+		switch {
+		case d != nil && gob:
+			ct, enc = fabric.UpdateGobContentType, func() ([]byte, error) { return fabric.EncodeUpdate(&fabric.Update{ETag: d.To, Delta: d}) }
+		case d != nil:
+			ct, enc = "application/json; charset=UTF-8", func() ([]byte, error) { return json.Marshal(&fabric.Update{ETag: d.To, Delta: d}) }
+		case gob:
+			ct, enc = fabric.UpdateGobContentType, v.gobUpdate
+		default:
+			enc = v.jsonUpdate
+		}
+	case gob:
+		ct, enc = fabric.GobContentType, v.gobSpec
+	}
+	b, err := enc()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "backendError", "Internal error: "+err.Error())
 		return
 	}
-	h.mu.Lock()
-	if *c.json == nil {
-		b, err := json.Marshal(c.spec)
-		if err != nil {
-			h.mu.Unlock()
-			writeError(w, http.StatusInternalServerError, "backendError", "Internal error: "+err.Error())
-			return
-		}
-		*c.json = b
-	}
-	b := *c.json
-	h.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
+}
+
+// cached returns *slot, making it with f on first use.
+func (v *specVersion) cached(slot *[]byte, f func() ([]byte, error)) ([]byte, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if *slot == nil {
+		b, err := f()
+		if err != nil {
+			return nil, err
+		}
+		*slot = b
+	}
+	return *slot, nil
+}
+
+func (v *specVersion) gobSpec() ([]byte, error) { return v.cached(&v.gob, v.spec.EncodeGob) }
+
+func (v *specVersion) gobUpdate() ([]byte, error) {
+	return v.cached(&v.upd, func() ([]byte, error) { return fabric.EncodeUpdate(&fabric.Update{ETag: v.spec.ETag, Spec: v.spec}) })
+}
+
+func (v *specVersion) jsonSpec() ([]byte, error) {
+	return v.cached(&v.json, func() ([]byte, error) { return json.Marshal(v.spec.Expanded()) })
+}
+
+func (v *specVersion) jsonUpdate() ([]byte, error) {
+	return v.cached(&v.ujs, func() ([]byte, error) {
+		return json.Marshal(&fabric.Update{ETag: v.spec.ETag, Spec: v.spec.Expanded()})
+	})
 }

@@ -1,0 +1,475 @@
+package fabric
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/aliasnet/aliasnet/internal/model"
+)
+
+// try runs a mutation and keeps it only when the model accepts it.
+func (w *world) try(m func(tx *model.Txn) error) bool {
+	tx := w.s.Begin("2026-01-01T00:00:00Z", func() uint64 { w.id++; return w.id })
+	if err := m(tx); err != nil {
+		tx.Rollback()
+		return false
+	}
+	return true
+}
+
+// sameContent compares values as the ETag does (an empty list and none
+// are the same).
+func sameContent(a, b any) bool { return canonHash(a) == canonHash(b) }
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// churn is a random control-plane history over testWorld plus a
+// Kubernetes cluster: mostly the instance-local changes the Builder
+// patches (aliases set, moved and cleared, instances stopped and started,
+// nodes joining and leaving a cluster), and now and then changes it must
+// compile afresh (instances created and deleted, tags, firewall rules,
+// static routes).
+type churn struct {
+	w   *world
+	r   *rand.Rand
+	vms []string
+	n   int
+}
+
+func newChurn(t *testing.T, seed uint64) *churn {
+	w := testWorld(t)
+	w.do(func(tx *model.Txn) error {
+		sn := w.s.Subnet(proj, "us-central1", "s1")
+		_, err := tx.SetSecondaryRanges(proj, "us-central1", "s1", sn.Fingerprint,
+			append(slices.Clone(sn.Secondary), model.SecondaryRange{Name: "k8s-pods", Range: pfx("172.24.0.0/16")}, model.SecondaryRange{Name: "k8s-svc", Range: pfx("172.25.0.0/20")}))
+		return err
+	})
+	w.do(func(tx *model.Txn) error {
+		_, _, err := tx.CreateCluster(model.CreateClusterReq{Cluster: model.Cluster{Project: proj, Location: zone, Name: "k", Network: "vpc",
+			Subnet: "us-central1/s1", PodsRange: "k8s-pods", ServicesRange: "k8s-svc", MaxPodsPerNode: 32,
+			NodePools: []model.NodePool{{Name: "pool", Zones: []string{zone}}}}, PoolSizes: []int{0}})
+		return err
+	})
+	c := &churn{w: w, r: rand.New(rand.NewPCG(seed, 7)), vms: []string{"vm1", "vm2", "gw"}}
+	for i := range 4 {
+		c.create(fmt.Sprintf("x%d", i))
+	}
+	return c
+}
+
+func (c *churn) create(name string) bool {
+	ok := c.w.try(func(tx *model.Txn) error {
+		_, _, err := tx.CreateInstance(model.CreateInstanceReq{Instance: model.Instance{Project: proj, Zone: zone, Name: name},
+			NICs: []model.NICSpec{{Subnet: "s1"}}})
+		return err
+	})
+	if ok {
+		c.vms = append(c.vms, name)
+	}
+	return ok
+}
+
+func (c *churn) pick() string { return c.vms[c.r.IntN(len(c.vms))] }
+
+func (c *churn) setAliases(vm string, specs []model.AliasSpec) bool {
+	return c.w.try(func(tx *model.Txn) error {
+		in := c.w.s.Instance(proj, zone, vm)
+		ifc := c.w.s.Interface(proj, in.NICs[0])
+		// A node's owner keeps its pod range.
+		if n := c.w.s.NodeOf(proj, zone, vm); n != nil {
+			specs = append(specs, model.AliasSpec{Prefix: n.PodRange, RangeName: "k8s-pods"})
+		}
+		_, err := tx.UpdateAliases(proj, zone, vm, "nic0", ifc.Fingerprint, specs)
+		return err
+	})
+}
+
+// step makes one random change and says what it was.
+func (c *churn) step() string {
+	c.n++
+	r := c.r
+	vm := c.pick()
+	switch k := r.IntN(100); {
+	case k < 45: // aliases: a few /32s and a block, from both ranges
+		var specs []model.AliasSpec
+		for range r.IntN(4) {
+			specs = append(specs, model.AliasSpec{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(r.IntN(4)), byte(r.IntN(256))}), 32), RangeName: "pods"})
+		}
+		if r.IntN(3) == 0 {
+			specs = append(specs, model.AliasSpec{Bits: 28, RangeName: "pods"})
+		}
+		if r.IntN(4) == 0 {
+			specs = append(specs, model.AliasSpec{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 128, 9, byte(r.IntN(256))}), 32)})
+		}
+		c.setAliases(vm, specs)
+		return "aliases " + vm
+	case k < 55: // move a /32 from one instance to another in two commits
+		a := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, 5, byte(r.IntN(8))}), 32)
+		for _, v := range c.vms {
+			ifc := c.w.s.Interface(proj, c.w.s.Instance(proj, zone, v).NICs[0])
+			if slices.ContainsFunc(ifc.Aliases, func(x model.Alias) bool { return x.Range == a }) {
+				c.setAliases(v, nil)
+			}
+		}
+		c.setAliases(vm, []model.AliasSpec{{Prefix: a, RangeName: "pods"}})
+		return "move " + a.String() + " to " + vm
+	case k < 65:
+		st := model.InstanceStopped
+		if r.IntN(2) == 0 {
+			st = model.InstanceRunning
+		}
+		c.w.try(func(tx *model.Txn) error { _, err := tx.SetInstanceStatus(proj, zone, vm, st); return err })
+		return "status " + vm + " " + st
+	case k < 72:
+		if c.w.s.NodeOf(proj, zone, vm) != nil {
+			c.w.try(func(tx *model.Txn) error { return tx.RemoveNode(proj, zone, "k", zone, vm) })
+			return "node leaves " + vm
+		}
+		c.w.try(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, vm); return err })
+		return "node joins " + vm
+	case k < 78:
+		name := fmt.Sprintf("n%d", c.n)
+		c.create(name)
+		return "create " + name
+	case k < 82:
+		if len(c.vms) > 3 && vm != "gw" {
+			if c.w.try(func(tx *model.Txn) error { return tx.DeleteInstance(proj, zone, vm) }) {
+				c.vms = slices.DeleteFunc(c.vms, func(s string) bool { return s == vm })
+			}
+		}
+		return "delete " + vm
+	case k < 87:
+		tags := []string{}
+		if r.IntN(2) == 0 {
+			tags = []string{"web"}
+		}
+		c.w.try(func(tx *model.Txn) error { _, err := tx.SetTags(proj, zone, vm, tags); return err })
+		return "tags " + vm
+	case k < 93:
+		name := fmt.Sprintf("fw%d", r.IntN(3))
+		if c.w.try(func(tx *model.Txn) error { return tx.DeleteFirewall(proj, name) }) {
+			return "delete firewall " + name
+		}
+		c.w.try(func(tx *model.Txn) error {
+			_, err := tx.CreateFirewall(model.Firewall{Project: proj, Name: name, Network: "vpc", Direction: model.Ingress, Priority: 900 + r.IntN(200),
+				Allowed: []model.FirewallProtocol{{Protocol: "tcp", Ports: []string{"22"}}}, SourceRanges: []netip.Prefix{pfx("172.16.0.0/22")}, TargetTags: []string{"web"}})
+			return err
+		})
+		return "create firewall " + name
+	default:
+		name := fmt.Sprintf("r%d", r.IntN(2))
+		if c.w.try(func(tx *model.Txn) error { return tx.DeleteRoute(proj, name) }) {
+			return "delete route " + name
+		}
+		c.w.try(func(tx *model.Txn) error {
+			_, err := tx.CreateRoute(model.Route{Project: proj, Name: name, Network: "vpc", DestRange: pfx(fmt.Sprintf("192.168.%d.0/24", 100+r.IntN(50))),
+				Priority: 1000, NextHopInstance: zone + "/" + vm})
+			return err
+		})
+		return "create route " + name + " via " + vm
+	}
+}
+
+// TestBuilderMatchesFullBuild runs random control-plane histories through
+// the server's Builder (patching when it can) and a data plane following
+// it with deltas (ApplyDelta, the Planner), and checks after every step
+// that both hold exactly what a full rebuild gives: the same spec, ETag
+// and router plans, and that the Changes handed to the data plane cover
+// every difference.
+func TestBuilderMatchesFullBuild(t *testing.T) {
+	seeds, steps := 6, 150
+	if testing.Short() {
+		seeds, steps = 2, 60
+	}
+	patched, deltas, fulls := 0, 0, 0
+	for seed := range uint64(seeds) {
+		c := newChurn(t, seed)
+		b := &Builder{Project: proj}
+		var have *Spec // the data plane's
+		planners := map[string]*Planner{}
+		plans := map[string]*RouterPlan{}
+		var history []string
+		for i := range steps {
+			// One to three commits between two looks of the server (the
+			// server builds when asked, not at every commit).
+			for range 1 + c.r.IntN(3) {
+				history = append(history, c.step())
+			}
+			in := FromState(c.w.s, proj)
+			got, err := b.Update(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Last().Patched {
+				patched++
+			}
+			want, err := BuildSpec(proj, FromState(c.w.s, proj))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fail := func(format string, args ...any) {
+				t.Helper()
+				t.Fatalf("seed %d step %d (%v): %s", seed, i, history[max(0, len(history)-4):], fmt.Sprintf(format, args...))
+			}
+			if got.ETag != want.ETag {
+				fail("builder etag %s, full build %s", got.ETag, want.ETag)
+			}
+			if !sameContent(got.Expanded(), want) {
+				fail("builder spec differs from a full build:\n got %s\nwant %s", jsonOf(t, got.Expanded()), jsonOf(t, want))
+			}
+			// The data plane looks now and then (deltas then span several
+			// specs), and sometimes starts over.
+			if c.r.IntN(3) == 0 {
+				continue
+			}
+			var next *Spec
+			var ch *Changes
+			d := (*Delta)(nil)
+			if have != nil && c.r.IntN(20) != 0 {
+				d = b.Delta(have.ETag)
+			}
+			if d == nil {
+				fulls++
+				u := &Update{ETag: got.ETag, Spec: got}
+				enc, err := EncodeUpdate(u)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dec, err := DecodeUpdate(enc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				next = dec.Spec
+			} else {
+				deltas++
+				enc, err := EncodeUpdate(&Update{ETag: got.ETag, Delta: d})
+				if err != nil {
+					t.Fatal(err)
+				}
+				dec, err := DecodeUpdate(enc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				next, ch, err = ApplyDelta(have, dec.Delta)
+				if err != nil {
+					fail("apply delta: %v", err)
+				}
+				checkChanges(t, fail, have, next, ch)
+			}
+			if next.ETag != want.ETag || !sameContent(next, want) {
+				fail("data plane spec differs from a full build:\n got %s\nwant %s", jsonOf(t, next), jsonOf(t, want))
+			}
+			for _, nw := range next.Networks {
+				pl := planners[nw.Key]
+				if pl == nil {
+					pl = &Planner{Network: nw.Key, Options: PlanOptions{Metadata: true}}
+					planners[nw.Key] = pl
+				}
+				if nc := ch.Network(nw.Key); nc != nil || plans[nw.Key] == nil {
+					plans[nw.Key] = pl.Plan(next, nc)
+				}
+				if want := Plan(next, nw.Key, PlanOptions{Metadata: true}); !sameContent(plans[nw.Key], want) {
+					fail("plan of %s differs from Plan:\n got %s\nwant %s", nw.Key, jsonOf(t, plans[nw.Key]), jsonOf(t, want))
+				}
+			}
+			have = next
+		}
+	}
+	t.Logf("%d builds patched; data plane: %d deltas, %d whole specs", patched, deltas, fulls)
+	if patched == 0 || deltas == 0 {
+		t.Fatal("the incremental paths were not exercised")
+	}
+}
+
+// checkChanges: every unit that differs between a and b is in ch.
+func checkChanges(t *testing.T, fail func(string, ...any), a, b *Spec, ch *Changes) {
+	t.Helper()
+	insts := func(s *Spec) map[string][32]byte {
+		m := map[string][32]byte{}
+		for _, in := range s.Instances {
+			m[in.Key] = canonHash(in)
+		}
+		return m
+	}
+	ia, ib := insts(a), insts(b)
+	for k, v := range ib {
+		if ia[k] != v && !ch.Instance(k) {
+			fail("instance %s changed but not listed", k)
+		}
+	}
+	for k := range ia {
+		if _, ok := ib[k]; !ok && !ch.Instance(k) {
+			fail("instance %s removed but not listed", k)
+		}
+	}
+	for _, nw := range b.Networks {
+		old := a.Network(nw.Key)
+		if old != nil && sameContent(old, &nw) {
+			continue
+		}
+		nc := ch.Network(nw.Key)
+		if nc == nil {
+			fail("network %s changed but not listed", nw.Key)
+		}
+		if nc.Whole {
+			continue
+		}
+		if headHash(*old) != headHash(nw) || !sameMembers(old, &nw) {
+			fail("network %s: more than interfaces changed, listed as interfaces only", nw.Key)
+		}
+		for i, fi := range nw.Desired.Interfaces {
+			if !sameContent(fi, old.Desired.Interfaces[i]) && !nc.Interfaces[fi.ID] {
+				fail("network %s: interface %s changed but not listed", nw.Key, fi.ID)
+			}
+		}
+	}
+}
+
+// TestBuilderPatchesAliasChanges: an alias change, a status change and a
+// node joining are patched, not compiled; the delta of an alias change
+// is the one interface.
+func TestBuilderPatchesAliasChanges(t *testing.T) {
+	c := newChurn(t, 1)
+	b := &Builder{Project: proj}
+	s0, err := b.Update(FromState(c.w.s, proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.setAliases("vm2", []model.AliasSpec{{Prefix: pfx("172.16.3.3/32"), RangeName: "pods"}}) {
+		t.Fatal("alias refused")
+	}
+	s1, _ := b.Update(FromState(c.w.s, proj))
+	if !b.Last().Patched || s1.ETag == s0.ETag {
+		t.Fatalf("alias change: patched %v, etag %s -> %s", b.Last().Patched, s0.ETag, s1.ETag)
+	}
+	d := b.Delta(s0.ETag)
+	if d == nil || len(d.Instances) != 0 || len(d.Networks) != 1 || d.Networks[0].Network != nil || len(d.Networks[0].Interfaces) != 1 {
+		t.Fatalf("delta of one alias change: %s", jsonOf(t, d))
+	}
+	if got := d.Networks[0].Interfaces[0].Aliases; !slices.Equal(got, []netip.Prefix{pfx("172.16.3.3/32")}) {
+		t.Fatalf("delta aliases %v", got)
+	}
+	c.w.do(func(tx *model.Txn) error {
+		_, err := tx.SetInstanceStatus(proj, zone, "vm1", model.InstanceStopped)
+		return err
+	})
+	b.Update(FromState(c.w.s, proj))
+	if !b.Last().Patched {
+		t.Fatal("status change compiled, not patched")
+	}
+	c.w.do(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, "x1"); return err })
+	s3, _ := b.Update(FromState(c.w.s, proj))
+	if !b.Last().Patched {
+		t.Fatal("node join compiled, not patched")
+	}
+	in, _ := s3.Instance(proj, zone, "x1")
+	node := c.w.s.NodeOf(proj, zone, "x1")
+	if node == nil || in.NICs[0].PodRange != node.PodRange {
+		t.Fatalf("pod range of x1: %v, node %+v", in.NICs[0].PodRange, node)
+	}
+	// Unknown or too old: no delta.
+	if b.Delta("nope") != nil {
+		t.Fatal("delta from an unknown etag")
+	}
+	if d := b.Delta(s3.ETag); d == nil || !d.Empty() {
+		t.Fatalf("delta from the current etag: %+v", d)
+	}
+}
+
+// TestLocalFieldsClassified: every field of model.Instance and
+// model.Interface is either compared by sameInstance / sameInterface or
+// listed as local or ignored, and changing it has that effect. A new
+// model field fails here until it is classified.
+func TestLocalFieldsClassified(t *testing.T) {
+	check := func(typ reflect.Type, local, ignored []string, same func(a, b reflect.Value) bool) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			a := reflect.New(typ)
+			b := reflect.New(typ)
+			fv := b.Elem().Field(i)
+			switch fv.Kind() {
+			case reflect.String:
+				fv.SetString("x")
+			case reflect.Bool:
+				fv.SetBool(true)
+			case reflect.Int, reflect.Int64:
+				fv.SetInt(3)
+			case reflect.Uint64:
+				fv.SetUint(3)
+			case reflect.Slice:
+				fv.Set(reflect.MakeSlice(f.Type, 1, 1))
+				if f.Type.Elem().Kind() == reflect.String {
+					fv.Index(0).SetString("x")
+				}
+				if f.Type.Elem() == reflect.TypeFor[byte]() {
+					fv.Index(0).Set(reflect.ValueOf(byte('x')))
+				}
+			case reflect.Pointer:
+				fv.Set(reflect.New(f.Type.Elem()))
+			case reflect.Struct:
+				if f.Type == reflect.TypeFor[netip.Addr]() {
+					fv.Set(reflect.ValueOf(netip.MustParseAddr("10.0.0.1")))
+					break
+				}
+				t.Errorf("%s.%s: no test value for %s", typ.Name(), f.Name, f.Type)
+				continue
+			default:
+				t.Errorf("%s.%s: no test value for %s", typ.Name(), f.Name, f.Type)
+				continue
+			}
+			isLocal, isIgnored := slices.Contains(local, f.Name), slices.Contains(ignored, f.Name)
+			got := same(a, b)
+			switch {
+			case (isLocal || isIgnored) && !got:
+				t.Errorf("%s.%s is listed as local or ignored but the comparison sees it", typ.Name(), f.Name)
+			case !isLocal && !isIgnored && got:
+				t.Errorf("%s.%s is neither compared nor classified: add it to the comparison or to a list in builder.go", typ.Name(), f.Name)
+			}
+		}
+	}
+	check(reflect.TypeFor[model.Instance](), instanceLocalFields, instanceIgnoredFields, func(a, b reflect.Value) bool {
+		return sameInstance(a.Interface().(*model.Instance), b.Interface().(*model.Instance))
+	})
+	check(reflect.TypeFor[model.Interface](), interfaceLocalFields, interfaceIgnoredFields, func(a, b reflect.Value) bool {
+		return sameInterface(a.Interface().(*model.Interface), b.Interface().(*model.Interface))
+	})
+}
+
+func TestPatchSorted(t *testing.T) {
+	cmpInt := func(a, b int) int { return a - b }
+	same := func(a, b int) bool { return true }
+	for _, c := range []struct {
+		rs, del, add, want []int
+	}{
+		{[]int{1, 3, 5}, nil, nil, []int{1, 3, 5}},
+		{[]int{1, 3, 5}, []int{1, 5}, nil, []int{3}},
+		{[]int{1, 3, 5}, []int{3}, []int{3}, []int{1, 3, 5}},
+		{[]int{1, 3, 5}, []int{4}, []int{0, 6}, []int{0, 1, 3, 5, 6}},
+		{[]int{1, 3, 5}, []int{1, 3, 5}, []int{2, 4}, []int{2, 4}},
+		{nil, nil, []int{2, 4}, []int{2, 4}},
+		{[]int{1, 3, 5}, []int{3, 3}, nil, []int{1, 5}},
+	} {
+		if got := patchSorted(c.rs, c.del, c.add, cmpInt, same); !slices.Equal(got, c.want) {
+			t.Errorf("patchSorted(%v, -%v, +%v) = %v, want %v", c.rs, c.del, c.add, got, c.want)
+		}
+	}
+	// Entries of equal order are told apart by same.
+	type kv struct{ k, v int }
+	rs := []kv{{1, 1}, {2, 1}, {2, 2}, {3, 1}}
+	got := patchSorted(rs, []kv{{2, 2}}, nil, func(a, b kv) int { return a.k - b.k }, func(a, b kv) bool { return a == b })
+	if !slices.Equal(got, []kv{{1, 1}, {2, 1}, {3, 1}}) {
+		t.Errorf("got %v", got)
+	}
+}
