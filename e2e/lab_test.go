@@ -857,12 +857,12 @@ func TestLabTraceMatchesReality(t *testing.T) {
 		handles[vm] = e.handle(e.nsName(vm))
 	}
 
-	// Who owns what (the guest delivers packets to its own addresses
-	// itself: they never reach the fabric, so they are left out).
+	// Who owns what: packets to the sender's own addresses never reach
+	// the fabric (the guest handles them); trace must say so too.
 	owns := map[string][]netip.Prefix{
 		"vm1":    {netip.MustParsePrefix("10.128.0.2/32"), netip.MustParsePrefix("172.16.0.0/24")},
 		"vm2":    {netip.MustParsePrefix("10.128.0.3/32"), netip.MustParsePrefix("172.16.1.0/24")},
-		"vpn-gw": {netip.MustParsePrefix("10.128.0.10/32"), netip.MustParsePrefix("192.168.50.0/24"), netip.MustParsePrefix("192.168.60.0/24")},
+		"vpn-gw": {netip.MustParsePrefix("10.128.0.10/32")},
 		"fe":     {netip.MustParsePrefix("10.128.0.4/32"), netip.MustParsePrefix("172.16.2.0/28"), netip.MustParsePrefix("10.128.9.9/32")},
 		"off":    {netip.MustParsePrefix("10.128.0.20/32"), netip.MustParsePrefix("172.16.3.0/24")},
 		"o1":     {netip.MustParsePrefix("10.200.0.2/32"), netip.MustParsePrefix("172.20.1.0/24")},
@@ -870,6 +870,15 @@ func TestLabTraceMatchesReality(t *testing.T) {
 	}
 	own := func(vm string, a netip.Addr) bool {
 		return slices.ContainsFunc(owns[vm], func(p netip.Prefix) bool { return p.Contains(a) })
+	}
+	// Left out: what only the guest's own routing decides, which the
+	// control plane cannot know — the gateway's path to the on-prem
+	// network behind it (192.168.48.0/20) — and a "stopped" instance's
+	// packets to itself (a lab namespace keeps delivering locally where a
+	// stopped VM runs nothing).
+	onprem := netip.MustParsePrefix("192.168.48.0/20")
+	guestOnly := func(vm string, a netip.Addr) bool {
+		return (vm == "vpn-gw" && onprem.Contains(a)) || (vm == "off" && own(vm, a))
 	}
 	sources := []struct {
 		vm, via string
@@ -894,7 +903,7 @@ func TestLabTraceMatchesReality(t *testing.T) {
 	var cases []matrixCase
 	for _, s := range sources {
 		for _, d := range dsts {
-			if own(s.vm, d) {
+			if guestOnly(s.vm, d) {
 				continue
 			}
 			for _, p := range pps {
@@ -904,7 +913,7 @@ func TestLabTraceMatchesReality(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var bad []string
-	delivered := 0
+	delivered, ownCases := 0, 0
 	sem := make(chan struct{}, 128)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -926,6 +935,9 @@ func TestLabTraceMatchesReality(t *testing.T) {
 			if r.Delivered() {
 				delivered++
 			}
+			if own(c.from, c.dst) {
+				ownCases++
+			}
 			if (verdict == "DELIVERED") != r.Delivered() {
 				bad = append(bad, fmt.Sprintf("%s: trace %s (%s) but the real packet was delivered=%v (%+v)", c, verdict, why, r.Delivered(), r))
 				return
@@ -941,7 +953,7 @@ func TestLabTraceMatchesReality(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d cases (%d delivered, %d dropped) in %v", len(cases), delivered, len(cases)-delivered, time.Since(start))
+	t.Logf("%d cases (%d delivered, %d dropped; %d to the sender's own addresses) in %v", len(cases), delivered, len(cases)-delivered, ownCases, time.Since(start))
 	if len(cases) < 200 {
 		t.Errorf("only %d cases", len(cases))
 	}

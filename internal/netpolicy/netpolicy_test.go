@@ -472,7 +472,7 @@ func TestRouteSelection(t *testing.T) {
 		{name: "dynamic route, best MED", from: "src", to: "192.168.3.3", proto: tcp, port: 1, verdict: Delivered, route: KindDynamic, detail: "169.254.1.1"},
 		{name: "dynamic route via an instance", from: "src", to: "10.80.0.1", proto: tcp, port: 1, verdict: Delivered, route: KindDynamic, to2: "gw1"},
 		{name: "shadowed dynamic route unused", from: "src", to: "10.128.5.5", proto: tcp, port: 1, verdict: Dropped, route: KindSubnet, detail: "no instance"},
-		{name: "to self", from: "src", to: "10.128.0.10", proto: tcp, port: 1, verdict: Delivered, detail: "sending interface itself"},
+		{name: "to self", from: "src", to: "10.128.0.10", proto: tcp, port: 1, verdict: Delivered, detail: "sending instance itself"},
 	} {
 		t.Run(c.name, func(t *testing.T) { runTrace(t, e, c) })
 	}

@@ -178,6 +178,27 @@ func (t *tracer) run(f *iface) {
 		return
 	}
 
+	// 0. A packet to one of the instance's own addresses — on any of its
+	// interfaces, the primary IP or inside an alias range — is the
+	// guest's own business: its kernel delivers it (or routes it on, for
+	// a range it serves such as a node's pods or a gateway's remote
+	// network) without it ever reaching the fabric, so no anti-spoofing
+	// or firewall rule applies.
+	for _, g := range f.inst.nics {
+		if pfx, ok := g.ownsAddr(t.dst); ok {
+			d := base
+			d.Kind = StepDeliver
+			d.Result = Delivered
+			d.Interface = g.name
+			d.Detail = fmt.Sprintf("%s is an address of the sending instance itself (%s on %s): the guest handles it locally and it never reaches the fabric",
+				t.dst, ownWhy(g, pfx, t.dst), g.name)
+			t.step(d)
+			t.res.Verdict = Delivered
+			t.res.DeliveredTo = &Endpoint{Instance: instKey, Interface: g.name, Network: g.net.key}
+			return
+		}
+	}
+
 	// 1. Anti-spoofing on the sending interface.
 	s := base
 	s.Kind = StepAntiSpoof
