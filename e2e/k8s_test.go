@@ -773,6 +773,14 @@ func TestK8sCNIPlugin(t *testing.T) {
 		if err := n.cni.DelNetworkList(context.Background(), n.list, victim.rt); err != nil {
 			t.Errorf("second DEL: %v", err)
 		}
+		// ADD again for a live pod fails and leaves its address allocated.
+		if _, err := n.cni.AddNetworkList(context.Background(), n.list, p.rt); err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Errorf("second ADD of a live pod: %v", err)
+		}
+		if got := n.stateFiles(t); !slices.Contains(got, p.ip) {
+			t.Errorf("a failed second ADD released the live pod's address %s: %v", p.ip, got)
+		}
+		n.check(t, p)
 	})
 
 	t.Run("node restart keeps state", func(t *testing.T) {
@@ -824,7 +832,7 @@ func TestK8sCNIPlugin(t *testing.T) {
 		k8sSh(t, "ip", "-n", n.ns, "route", "add", "local", n.podRange.String(), "dev", "eth0", "table", "local", "proto", "66")
 		_, err := n.tryAdd(l, "p2-local")
 		k8sSh(t, "ip", "-n", n.ns, "route", "del", "local", n.podRange.String(), "dev", "eth0", "table", "local", "proto", "66")
-		if err == nil || !strings.Contains(err.Error(), "local route") {
+		if err == nil || !strings.Contains(err.Error(), "local route for the pod range "+n.podRange.String()) || !strings.Contains(err.Error(), "aliasnet-pod-range") {
 			t.Fatalf("ADD with a local route for the pod range: %v", err)
 		}
 		if got := n.stateFiles(t); len(got) != len(pods[1]) {
@@ -949,4 +957,155 @@ func benchCNIAdd(b *testing.B, plugin string) {
 	b.ReportMetric(q(0.5), "p50-ms/ADD")
 	b.ReportMetric(q(0.99), "p99-ms/ADD")
 	b.ReportMetric(float64(len(lat))/float64(b.N), "ADDs/op")
+}
+
+// TestK8sNodeAgentForwardsToPods: a cluster node runs the real guest agent
+// (`aliasnet agent`) against the real metadata server, and the CNI plugin
+// reads the node's pod range from that server too. The agent installs
+// local routes for the node's other aliases but none for the pod range
+// (the metadata names it in the instance attribute aliasnet-pod-range), so
+// traffic from outside the node reaches its pods: the node forwards it.
+// A local route for the pod range would make the node answer for its
+// pods' addresses itself, which the test shows as well.
+//
+//	client ns ── host ns (fabric: pod range via the node; metadata server) ── vm ns (node: agent, plugin) ── pod ns
+func TestK8sNodeAgentForwardsToPods(t *testing.T) {
+	l := newGuestLab(t)
+	v := l.vm
+	l.serveVM()
+	ctx := context.Background()
+	// An alias that is not the pod range: the agent keeps handling it.
+	l.setAliases("10.77.0.50/32")
+	csvc, err := container.NewService(ctx, option.WithEndpoint("http://"+guestAPI+"/"), option.WithoutAuthentication(), option.WithHTTPClient(nsHTTP(l.host)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := csvc.Projects.Locations.Clusters.Create("projects/"+guestProj+"/locations/"+guestZone, &container.CreateClusterRequest{Cluster: &container.Cluster{
+		Name: "lab", Network: "net1", Subnetwork: "s1",
+		IpAllocationPolicy: &container.IPAllocationPolicy{UseIpAliases: true, ClusterSecondaryRangeName: "pods", ServicesIpv4CidrBlock: "/24"},
+		NodePools:          []*container.NodePool{{Name: "default-pool"}},
+	}}).Do()
+	if err != nil || op.Status != "DONE" || op.StatusMessage != "" {
+		t.Fatalf("create cluster: %v %+v", err, op)
+	}
+	resp, err := nsHTTP(l.host).Post("http://"+guestAPI+"/aliasnet/v1/projects/"+guestProj+"/locations/"+guestZone+"/clusters/lab/nodes:join",
+		"application/json", strings.NewReader(`{"instance":"vm1","zone":"`+guestZone+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("join: HTTP %d", resp.StatusCode)
+	}
+	podRange := netip.MustParsePrefix(l.metadata(v, "/computeMetadata/v1/instance/attributes/aliasnet-pod-range", true, 200))
+	if !netip.MustParsePrefix("10.78.0.0/20").Contains(podRange.Addr()) || podRange.Bits() != 24 {
+		t.Fatalf("pod range %s", podRange)
+	}
+	aliases := l.metadata(v, "/computeMetadata/v1/instance/network-interfaces/0/ip-aliases/", true, 200)
+	if !strings.Contains(aliases, podRange.String()) || !strings.Contains(aliases, "10.77.0.50/32") {
+		t.Fatalf("nic0 aliases %q", aliases)
+	}
+
+	// A route for the pod range left by an older agent (proto 66): the
+	// agent removes it.
+	guestSh(t, "ip", "-n", v, "route", "add", "local", podRange.String(), "dev", "eth0", "table", "local", "proto", "66")
+	agent := startInNS(t, "agent", v, binary, "agent", "--metadata", "http://"+mdAddr, "--state-file", filepath.Join(t.TempDir(), "agent.json"))
+	eventually(t, "the agent's route for the other alias", func() bool { return slices.Contains(l.vmRoutes(), "10.77.0.50/32") })
+	eventually(t, "no route for the pod range", func() bool { return !slices.Contains(l.vmRoutes(), podRange.String()) })
+	time.Sleep(2500 * time.Millisecond) // two resyncs
+	if rs := l.vmRoutes(); slices.Contains(rs, podRange.String()) || !agent.running() {
+		t.Fatalf("routes %v (agent running: %v)\n%s", rs, agent.running(), agent.out)
+	}
+	if !strings.Contains(agent.out.String(), "leaving the pod range to the CNI plugin") {
+		t.Errorf("the agent did not say why it skips the pod range:\n%s", agent.out)
+	}
+
+	// The plugin in the node, its range from the metadata server.
+	podNS := fmt.Sprintf("ank8sa%d-pod", os.Getpid()%100000)
+	exec.Command("ip", "netns", "del", podNS).Run()
+	guestSh(t, "ip", "netns", "add", podNS)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", podNS).Run() })
+	list, err := libcni.ConfListFromBytes([]byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"pods","plugins":[{"type":"aliasnet","dataDir":%q,"metadata":"http://%s"}]}`,
+		t.TempDir(), mdAddr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cni := libcni.NewCNIConfigWithCacheDir([]string{k8sBinDir(t)}, t.TempDir(), &k8sExec{ns: v, DefaultExec: invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}}})
+	res, err := cni.AddNetworkList(ctx, list, &libcni.RuntimeConf{ContainerID: "ctr-agent-pod", NetNS: "/run/netns/" + podNS, IfName: "eth0"})
+	if err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	r, err := current.NewResultFromResult(res)
+	if err != nil || len(r.IPs) != 1 {
+		t.Fatalf("result %v %v", res, err)
+	}
+	podIP, _ := netip.AddrFromSlice(r.IPs[0].Address.IP.To4())
+	if !podRange.Contains(podIP) {
+		t.Fatalf("pod got %s outside the node's pod range %s", podIP, podRange)
+	}
+	pod := &k8sPod{name: "pod", ns: podNS, ip: podIP}
+	client := &k8sPod{name: "client", ns: l.client, ip: netip.MustParseAddr("10.99.0.2")}
+	if !k8sTCP(t, client, pod, netip.Addr{}) {
+		t.Fatal("TCP from outside the node to its pod failed: the node does not forward the pod range")
+	}
+	if !k8sPing(t, pod, client.ip) {
+		t.Error("ping from the pod to a host outside the node failed")
+	}
+	if !l.answered("10.77.0.50") {
+		t.Error("the node does not answer on its other alias")
+	}
+
+	// The control. Without policy routing the kernel merges the local and
+	// main tables, so the pod's /32 outranks a local /24; with any rule of
+	// the node's own (CNI plugins, VPNs and multi-NIC setups add them) the
+	// local table is looked up first, and a local route for the pod range
+	// (not the agent's, so it stays) makes the node take the pod's traffic
+	// for itself.
+	guestSh(t, "ip", "-n", v, "rule", "add", "from", "192.0.2.0/24", "lookup", "main", "pref", "100")
+	if !k8sTCP(t, client, pod, netip.Addr{}) {
+		t.Fatal("TCP to the pod failed with an ip rule and no local route")
+	}
+	guestSh(t, "ip", "-n", v, "route", "add", "local", podRange.String(), "dev", "eth0", "table", "local", "proto", "static")
+	if k8sTCP(t, client, pod, netip.Addr{}) {
+		t.Error("TCP reached the pod although the node has a local route for its range: the test proves nothing")
+	}
+	guestSh(t, "ip", "-n", v, "route", "del", "local", podRange.String(), "dev", "eth0", "table", "local")
+	if !k8sTCP(t, client, pod, netip.Addr{}) {
+		t.Error("TCP to the pod failed after the local route went")
+	}
+}
+
+// TestK8sCNIPluginStartsEarly: the aliasnet binary invoked as a CNI plugin
+// runs it from package initialisation (internal/cni/early), before the
+// server's dependencies are initialised: that is most of the one binary's
+// start-up cost, paid at every pod's ADD. A dependency added to the
+// plugin (net/http, say) that puts it behind them fails here.
+func TestK8sCNIPluginStartsEarly(t *testing.T) {
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), "CNI_COMMAND=VERSION", "GODEBUG=inittrace=1")
+	cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0"}`)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("VERSION: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"supportedVersions"`) || !strings.Contains(stdout.String(), "1.1.0") {
+		t.Fatalf("VERSION answered %q", stdout.String())
+	}
+	inited := map[string]bool{}
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "init" {
+			inited[f[1]] = true
+		}
+	}
+	if !inited["github.com/aliasnet/aliasnet/internal/cni"] {
+		t.Fatalf("no init trace of the plugin:\n%s", stderr.String())
+	}
+	for _, p := range []string{"github.com/aliasnet/aliasnet/internal/cli", "github.com/aliasnet/aliasnet/internal/store",
+		"github.com/aliasnet/aliasnet/internal/server", "google.golang.org/grpc", "go.etcd.io/etcd/client/v3", "net/http"} {
+		if inited[p] {
+			t.Errorf("%s was initialised before the plugin ran (%d packages in all)", p, len(inited))
+		}
+	}
+	t.Logf("%d packages initialised before the plugin ran", len(inited))
 }

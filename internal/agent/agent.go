@@ -7,7 +7,13 @@
 //     Google's guest agent does (`ip route add to local RANGE scope host
 //     dev ethX proto 66`), so the kernel answers for the whole range;
 //   - secondary private IPs (Alibaba dialect) become addresses (/32, /128)
-//     on that interface.
+//     on that interface;
+//   - except on a Kubernetes node: its pod range (the alias range the
+//     metadata names in the instance attribute aliasnet-pod-range, or
+//     Config.PodRanges) is forwarded to pods by the CNI plugin, so the
+//     agent installs nothing for it — a local route would make the node
+//     answer for its pods' addresses itself. GKE nodes likewise leave the
+//     pod range alone.
 //
 // It removes only what it added: routes with protocol 66 in the local table,
 // and addresses it recorded in its state file. It keeps the last known
@@ -24,6 +30,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -66,6 +73,9 @@ type Config struct {
 	PollTimeout time.Duration
 	// PollInterval is used when the server cannot long-poll (default 1s).
 	PollInterval time.Duration
+	// PodRanges are pod ranges to leave alone on top of those the
+	// metadata names (a metadata server that does not name them).
+	PodRanges []netip.Prefix
 	// NetNS, when set, is the namespace to work in (tests); default the
 	// current one.
 	NetNS *netns.NsHandle
@@ -176,14 +186,26 @@ func (a *Agent) Close() { a.h.Close() }
 
 // warnOnce logs a warning the first time it is seen.
 func (a *Agent) warnOnce(msg string, args ...any) {
-	key := fmt.Sprint(msg, args)
-	a.warnMu.Lock()
-	seen := a.warned[key]
-	a.warned[key] = true
-	a.warnMu.Unlock()
-	if !seen {
+	if a.first(msg, args) {
 		a.log.Warn(msg, args...)
 	}
+}
+
+// infoOnce logs at info level the first time it is seen (every
+// reconcile would repeat it).
+func (a *Agent) infoOnce(msg string, args ...any) {
+	if a.first(msg, args) {
+		a.log.Info(msg, args...)
+	}
+}
+
+func (a *Agent) first(msg string, args []any) bool {
+	key := fmt.Sprint(msg, args)
+	a.warnMu.Lock()
+	defer a.warnMu.Unlock()
+	seen := a.warned[key]
+	a.warned[key] = true
+	return !seen
 }
 
 // Once fetches the metadata (retrying until ctx ends) and reconciles once.

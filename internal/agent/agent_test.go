@@ -236,11 +236,12 @@ func TestReconcileOwnsOnlyItsOwn(t *testing.T) {
 	}
 }
 
-// fakeGCE is a metadata server answering the recursive network-interfaces
-// query with long-poll, on a fixed address so it can be restarted.
+// fakeGCE is a metadata server answering the recursive instance query
+// with long-poll, on a fixed address so it can be restarted.
 type fakeGCE struct {
 	mu      sync.Mutex
 	nics    []gceNIC
+	attrs   map[string]string
 	changed chan struct{}
 	srv     *http.Server
 	addr    string
@@ -255,15 +256,32 @@ func (f *fakeGCE) set(aliases ...string) {
 	f.mu.Unlock()
 }
 
+// setPodRange names the node's pod range in the instance attributes (""
+// removes it), as aliasnet's metadata server does for cluster nodes.
+func (f *fakeGCE) setPodRange(r string) {
+	f.mu.Lock()
+	f.attrs = map[string]string{"enable-oslogin": "TRUE"}
+	if r != "" {
+		f.attrs[PodRangeAttribute] = r
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
 func (f *fakeGCE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.hits.Add(1)
-	if r.Header.Get("Metadata-Flavor") != "Google" || r.URL.Path != "/computeMetadata/v1/instance/network-interfaces/" {
+	if r.Header.Get("Metadata-Flavor") != "Google" || r.URL.Path != "/computeMetadata/v1/instance/" || r.URL.Query().Get("recursive") != "true" {
 		http.Error(w, "no", 403)
 		return
 	}
 	for {
 		f.mu.Lock()
-		b, _ := json.Marshal(f.nics)
+		attrs := f.attrs
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
+		b, _ := json.Marshal(map[string]any{"id": 12345, "attributes": attrs, "networkInterfaces": f.nics, "tags": []string{}})
 		ch := f.changed
 		f.mu.Unlock()
 		etag := fmt.Sprintf("%x", len(b))
@@ -353,6 +371,30 @@ func TestRunFollowsMetadata(t *testing.T) {
 		r := routes(t, ns)
 		return strings.Contains(r, "10.3.0.0/24") && !strings.Contains(r, "10.1.0.0/24")
 	})
+	// The instance becomes a Kubernetes node: its pod range arrives as an
+	// alias with the attribute naming it; the agent installs nothing for
+	// it (and removes its own route when the attribute comes late) and
+	// keeps handling every other alias.
+	f.set("10.3.0.0/24", "10.4.0.0/24")
+	waitFor(t, "pod range alias", 5*time.Second, has("10.4.0.0/24"))
+	f.setPodRange("10.4.0.0/24")
+	waitFor(t, "pod range left alone", 5*time.Second, func() bool {
+		r := routes(t, ns)
+		return !strings.Contains(r, "10.4.0.0/24") && strings.Contains(r, "10.3.0.0/24")
+	})
+	f.set("10.3.0.0/24", "10.4.0.0/24", "10.5.0.7/32")
+	waitFor(t, "other alias of the node", 5*time.Second, has("10.5.0.7"))
+	time.Sleep(300 * time.Millisecond) // a few resyncs
+	if r := routes(t, ns); strings.Contains(r, "10.4.0.0/24") {
+		t.Fatalf("local route for the pod range:\n%s", r)
+	}
+	if out := routeGet(ns, "10.4.0.9"); strings.HasPrefix(out, "local") {
+		t.Fatalf("the node answers for a pod address: %s", out)
+	}
+	// The node leaves the cluster but keeps the range as a plain alias:
+	// it is local again.
+	f.setPodRange("")
+	waitFor(t, "plain alias again", 5*time.Second, has("10.4.0.0/24"))
 }
 
 // fakeAlibaba serves the Alibaba tree without ETags (plain polling).
@@ -415,4 +457,65 @@ func TestRunAlibabaPolling(t *testing.T) {
 	if strings.Contains(routes(t, ns), "proto 66") {
 		t.Fatalf("alibaba secondary IPs became routes:\n%s", routes(t, ns))
 	}
+}
+
+// TestReconcileLeavesPodRanges: on a Kubernetes node the pod range (named
+// by the metadata or configured) gets no local route and no address, a
+// route of ours for it is removed, and every other alias is handled as
+// usual.
+func TestReconcileLeavesPodRanges(t *testing.T) {
+	ns, h := testNS(t)
+	a := newTestAgent(t, h, GCE, "http://127.0.0.1:1", filepath.Join(t.TempDir(), "state.json"))
+	nic := NIC{MAC: "42:01:0a:00:00:02", Routes: pfxs("10.1.0.0/24", "10.0.0.9/32", "10.7.0.0/28"), Addrs: pfxs("10.1.0.77/32", "10.0.0.20/32")}
+	// Before the node joins: every range is local.
+	if _, err := a.Reconcile(&Desired{NICs: []NIC{nic}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := routes(t, ns); !strings.Contains(r, "10.1.0.0/24") {
+		t.Fatalf("routes:\n%s", r)
+	}
+	for _, c := range []struct {
+		name string
+		d    *Desired
+		cfg  []netip.Prefix
+	}{
+		{"from the metadata", &Desired{NICs: []NIC{nic}, PodRanges: pfxs("10.1.0.0/24")}, nil},
+		{"configured", &Desired{NICs: []NIC{nic}}, pfxs("10.1.0.0/24")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a.cfg.PodRanges = c.cfg
+			res, err := a.Reconcile(c.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, ad := routes(t, ns), addrs(t, ns)
+			if strings.Contains(r, "10.1.0.0/24") || strings.Contains(ad, "10.1.0.77") {
+				t.Fatalf("pod range configured (%+v):\n%s\n%s", res, r, ad)
+			}
+			if !strings.Contains(r, "local 10.0.0.9 dev d0") || !strings.Contains(r, "local 10.7.0.0/28 dev d0") || !strings.Contains(ad, "10.0.0.20/32") {
+				t.Fatalf("other aliases missing:\n%s\n%s", r, ad)
+			}
+			if out := routeGet(ns, "10.1.0.5"); strings.HasPrefix(out, "local") {
+				t.Fatalf("the node answers for a pod address: %s", out)
+			}
+			if res, err := a.Reconcile(c.d); err != nil || res.Changed() {
+				t.Fatalf("second pass changed %+v, %v", res, err)
+			}
+		})
+		// Back to a plain alias for the next case.
+		a.cfg.PodRanges = nil
+		if _, err := a.Reconcile(&Desired{NICs: []NIC{nic}}); err != nil {
+			t.Fatal(err)
+		}
+		if r := routes(t, ns); !strings.Contains(r, "10.1.0.0/24") {
+			t.Fatalf("plain alias not local again:\n%s", r)
+		}
+	}
+}
+
+// routeGet is `ip route get` (which fails when nothing routes the address:
+// the test namespaces have no default route).
+func routeGet(ns, addr string) string {
+	out, _ := exec.Command("ip", "-n", ns, "route", "get", addr).CombinedOutput()
+	return string(out)
 }

@@ -133,6 +133,19 @@ func (a *Agent) Reconcile(d *Desired) (Result, error) {
 		pfx  netip.Prefix
 	}
 	wantAddrs := map[addrKey]addrWant{}
+	pods := append(slices.Clone(a.cfg.PodRanges), d.PodRanges...)
+	// forwarded reports (and logs once) a range inside a pod range: the
+	// node routes it to pods, so it must not be local (nor an address)
+	// here; a route of ours already there is removed below as unwanted.
+	forwarded := func(p netip.Prefix, dev string) bool {
+		for _, pr := range pods {
+			if pr.Addr().Is4() == p.Addr().Is4() && pr.Bits() <= p.Bits() && pr.Contains(p.Addr()) {
+				a.infoOnce("leaving the pod range to the CNI plugin: no local route for it", "range", p, "podRange", pr, "dev", dev)
+				return true
+			}
+		}
+		return false
+	}
 	for _, n := range d.NICs {
 		l, ok := byMAC[n.MAC]
 		if !ok {
@@ -140,10 +153,14 @@ func (a *Agent) Reconcile(d *Desired) (Result, error) {
 			continue
 		}
 		for _, p := range n.Routes {
-			wantRoutes[routeKey{l.Attrs().Index, p.Masked()}] = true
+			if !forwarded(p.Masked(), l.Attrs().Name) {
+				wantRoutes[routeKey{l.Attrs().Index, p.Masked()}] = true
+			}
 		}
 		for _, p := range n.Addrs {
-			wantAddrs[addrKey{MAC: n.MAC, Prefix: p}] = addrWant{l, p}
+			if !forwarded(p, l.Attrs().Name) {
+				wantAddrs[addrKey{MAC: n.MAC, Prefix: p}] = addrWant{l, p}
+			}
 		}
 	}
 

@@ -28,7 +28,16 @@ type NIC struct {
 // Desired is the whole wanted configuration.
 type Desired struct {
 	NICs []NIC
+	// PodRanges are alias ranges of a Kubernetes node that its CNI plugin
+	// routes to pods: the node must forward them, so no local route or
+	// address is installed for them (as on GKE nodes). The GCE metadata
+	// names them in the instance attribute aliasnet-pod-range.
+	PodRanges []netip.Prefix
 }
+
+// PodRangeAttribute is the GCE instance attribute naming a Kubernetes
+// node's pod range (aliasnet's metadata server sets it on cluster nodes).
+const PodRangeAttribute = "aliasnet-pod-range"
 
 // source fetches the desired state from a metadata server.
 type source interface {
@@ -114,7 +123,10 @@ func normMAC(s string) (string, error) {
 
 // --- GCE ---
 
-// gceSource long-polls /computeMetadata/v1/instance/network-interfaces/.
+// gceSource long-polls /computeMetadata/v1/instance/ (recursive): the
+// network interfaces and the attributes come from one consistent answer,
+// so a node that joins a cluster never shows its pod range as an alias
+// without also naming it as the pod range.
 type gceSource struct {
 	base    string // e.g. http://169.254.169.254
 	hc      *http.Client
@@ -140,18 +152,34 @@ func (s *gceSource) fetch(ctx context.Context, wait bool) (*Desired, error) {
 		q.Set("last_etag", s.etag)
 		q.Set("timeout_sec", strconv.Itoa(int(s.timeout/time.Second)))
 	}
-	u := s.base + "/computeMetadata/v1/instance/network-interfaces/?" + q.Encode()
+	u := s.base + "/computeMetadata/v1/instance/?" + q.Encode()
 	body, etag, err := httpGet(ctx, s.hc, u, map[string]string{"Metadata-Flavor": "Google"})
 	if err != nil {
 		return nil, err
 	}
-	var nics []gceNIC
-	if err := json.Unmarshal([]byte(body), &nics); err != nil {
+	var inst struct {
+		NetworkInterfaces []gceNIC `json:"networkInterfaces"`
+		// Attribute values are strings on GCE; anything else is ignored.
+		Attributes map[string]json.RawMessage `json:"attributes"`
+	}
+	if err := json.Unmarshal([]byte(body), &inst); err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	s.etag = etag
 	d := &Desired{}
-	for i, n := range nics {
+	var pods string
+	if raw, ok := inst.Attributes[PodRangeAttribute]; ok && json.Unmarshal(raw, &pods) != nil {
+		s.warn("metadata: instance attribute is not a string", "attribute", PodRangeAttribute, "value", string(raw))
+	}
+	for _, r := range parseList(pods) {
+		p, err := parsePrefix(r)
+		if err != nil {
+			s.warn("metadata: bad pod range", "attribute", PodRangeAttribute, "range", r)
+			continue
+		}
+		d.PodRanges = append(d.PodRanges, p)
+	}
+	for i, n := range inst.NetworkInterfaces {
 		mac, err := normMAC(n.Mac)
 		if err != nil {
 			s.warn("metadata: bad MAC", "nic", i, "mac", n.Mac)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +25,7 @@ func newAgentCmd(_ *Globals) *cobra.Command {
 		once    bool
 		verbose bool
 		timeout time.Duration
+		pods    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -33,7 +36,12 @@ whose MAC the metadata names, as Google's guest agent does; with --dialect
 alibaba, secondary private IPs become /32 (/128) addresses on that interface.
 Only routes with proto 66 and addresses recorded in the state file are ever
 removed. The configuration stays in place while the metadata server is away
-and when the agent exits.`,
+and when the agent exits.
+
+On a Kubernetes node the pod range is left to the CNI plugin (no local route,
+no address): the node must forward it to its pods, as GKE nodes do. The
+metadata server names it in the instance attribute aliasnet-pod-range;
+--pod-range adds ranges for metadata servers that do not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelInfo
@@ -41,6 +49,13 @@ and when the agent exits.`,
 				level = slog.LevelDebug
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			for _, r := range pods {
+				p, err := netip.ParsePrefix(strings.TrimSpace(r))
+				if err != nil {
+					return fmt.Errorf("--pod-range %q: %w", r, err)
+				}
+				cfg.PodRanges = append(cfg.PodRanges, p.Masked())
+			}
 			switch dialect {
 			case "gce", "google":
 				cfg.Dialect = agent.GCE
@@ -71,6 +86,7 @@ and when the agent exits.`,
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "with --once: how long to wait for the metadata server")
 	f.StringVar(&cfg.StateFile, "state-file", "", "where to record the addresses the agent added (default /run/aliasnet/agent-<netns inode>.json)")
 	f.DurationVar(&cfg.Resync, "resync", time.Second, "periodic reconcile interval, on top of netlink change events")
+	f.StringSliceVar(&pods, "pod-range", nil, "a Kubernetes pod range to leave to the CNI plugin (repeatable; the metadata's aliasnet-pod-range attribute is always honoured)")
 	f.BoolVar(&verbose, "verbose", false, "debug logging")
 	return cmd
 }

@@ -10,6 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aliasnet/aliasnet/internal/cni"
+	// Runs the plugin before the server's dependencies are initialised
+	// (see the package); runCNI below is only the fallback.
+	_ "github.com/aliasnet/aliasnet/internal/cni/early"
 )
 
 func init() { clientCommands = append(clientCommands, newCNICmd) }

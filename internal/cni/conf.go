@@ -15,16 +15,16 @@
 // The plugin is the aliasnet binary itself: it acts as the plugin when
 // CNI_COMMAND is set or when it is invoked as "aliasnet-cni"; install it by
 // copying or linking it into the CNI bin dir under the name of the
-// network config's "type" ("aliasnet"). State is kept per node in dataDir
-// (see Store).
+// network config's "type" ("aliasnet"); package early runs it before the
+// rest of that binary is initialised. Everything this package imports is
+// initialised at every pod's ADD, so it keeps its imports small (no
+// net/http: see httpGet). State is kept per node in dataDir (see Store).
 package cni
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -49,10 +49,12 @@ const (
 //	{"cniVersion":"1.0.0","name":"pods","type":"aliasnet",
 //	 "range":"172.16.0.0/24","dataDir":"/var/lib/aliasnet-cni"}
 //
-// Without "range" the plugin asks the metadata server for nic0's alias IP
-// ranges (GET {metadata}/computeMetadata/v1/instance/network-interfaces/0/ip-aliases/)
-// and uses the largest one (or the one named by "rangeIndex"), caching the
-// answer in the data dir.
+// Without "range" the plugin asks the metadata server for the node's pod
+// range: the instance attribute aliasnet-pod-range that aliasnet's metadata
+// server sets on cluster nodes, else nic0's alias IP ranges
+// (GET {metadata}/computeMetadata/v1/instance/network-interfaces/0/ip-aliases/),
+// of which it uses the largest (or the one named by "rangeIndex"). The
+// answer is cached in the data dir.
 type NetConf struct {
 	types.PluginConf
 	Range      string `json:"range,omitempty"`
@@ -109,23 +111,45 @@ func (c *NetConf) podRange() (netip.Prefix, error) {
 	return p, nil
 }
 
-// fromMetadata reads nic0's alias ranges from the metadata server.
+// PodRangeAttribute is the instance attribute in which aliasnet's metadata
+// server names a cluster node's pod range.
+const PodRangeAttribute = "aliasnet-pod-range"
+
+// fromMetadata reads the node's pod range from the metadata server.
 func (c *NetConf) fromMetadata() (netip.Prefix, error) {
-	u := strings.TrimRight(c.Metadata, "/")
-	u = strings.TrimSuffix(u, "/computeMetadata/v1")
-	u += "/computeMetadata/v1/instance/network-interfaces/0/ip-aliases/"
+	base := strings.TrimSuffix(strings.TrimRight(c.Metadata, "/"), "/computeMetadata/v1") + "/computeMetadata/v1/instance/"
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rq, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	rq.Header.Set("Metadata-Flavor", "Google")
-	resp, err := http.DefaultClient.Do(rq)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("aliasnet: no \"range\" in the network config and the metadata server did not answer: %w", err)
+	get := func(path string) (int, []byte, error) {
+		code, b, err := httpGet(ctx, base+path, map[string]string{"Metadata-Flavor": "Google"})
+		if err != nil {
+			return 0, nil, fmt.Errorf("aliasnet: no \"range\" in the network config and the metadata server did not answer: %w", err)
+		}
+		return code, b, nil
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusOK {
-		return netip.Prefix{}, fmt.Errorf("aliasnet: metadata %s: HTTP %d: %s", u, resp.StatusCode, strings.TrimSpace(string(b)))
+	if c.RangeIndex == nil {
+		code, b, err := get("attributes/" + PodRangeAttribute)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if code == 200 {
+			p, err := netip.ParsePrefix(strings.TrimSpace(string(b)))
+			if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
+				return netip.Prefix{}, fmt.Errorf("aliasnet: metadata %sattributes/%s = %q: not an IPv4 pod range", base, PodRangeAttribute, strings.TrimSpace(string(b)))
+			}
+			return p.Masked(), nil
+		}
+		if code != 404 {
+			return netip.Prefix{}, fmt.Errorf("aliasnet: metadata %sattributes/%s: HTTP %d: %s", base, PodRangeAttribute, code, strings.TrimSpace(string(b)))
+		}
+	}
+	u := base + "network-interfaces/0/ip-aliases/"
+	code, b, err := get("network-interfaces/0/ip-aliases/")
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if code != 200 {
+		return netip.Prefix{}, fmt.Errorf("aliasnet: metadata %s: HTTP %d: %s", u, code, strings.TrimSpace(string(b)))
 	}
 	var ranges []netip.Prefix
 	for _, l := range strings.Fields(string(b)) {

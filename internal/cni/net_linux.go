@@ -22,24 +22,31 @@ func hostVethName(containerID, ifName string) string {
 	return "an" + hex.EncodeToString(h[:])[:12]
 }
 
+// vethMACs are the MACs ADD gives the two ends of an attachment's veth:
+// locally administered unicast addresses derived like the host veth's
+// name. Choosing them spares reading the links back after creating them
+// (ADD's latency); a MAC only has to be unique on its own veth.
+func vethMACs(containerID, ifName string) (host, pod net.HardwareAddr) {
+	h := sha256.Sum256([]byte("mac/" + containerID + "/" + ifName))
+	host, pod = net.HardwareAddr(h[0:6]), net.HardwareAddr(h[6:12])
+	host[0], pod[0] = host[0]&0xfc|0x02, pod[0]&0xfc|0x02
+	return host, pod
+}
+
 var gateway = net.ParseIP(GatewayIP).To4()
 
 func hostPrefix(a netip.Addr) *net.IPNet {
 	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}
 }
 
-// podLinks is what ADD made.
-type podLinks struct {
-	host, pod netlink.Link
-}
-
-// nsHandle opens a netlink handle in the namespace at path.
+// nsHandle opens a netlink handle in the namespace at path. Route sockets
+// only: a handle opens one socket per family, each with two setns(2).
 func nsHandle(path string) (*netlink.Handle, netns.NsHandle, error) {
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		return nil, -1, fmt.Errorf("open netns %s: %w", path, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		ns.Close()
 		return nil, -1, fmt.Errorf("netlink in %s: %w", path, err)
@@ -47,100 +54,150 @@ func nsHandle(path string) (*netlink.Handle, netns.NsHandle, error) {
 	return h, ns, nil
 }
 
+// nodeHandle is a netlink handle in the node's namespace (the package
+// functions open a socket per call).
+func nodeHandle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return h, nil
+}
+
+// ErrLocalRoute: the node treats a pod address as its own.
+var ErrLocalRoute = errors.New("local route for the pod range")
+
 // checkNotLocal refuses when the node treats the pod address as its own
-// (a "local" route for the pod range, e.g. the guest agent's alias route):
-// packets for pods would then never be forwarded to them.
-func checkNotLocal(a netip.Addr) error {
-	rs, err := netlink.RouteGet(a.AsSlice())
+// (a "local" route for the pod range, e.g. a guest agent's alias route):
+// with policy routing the local table is looked up first and the pod's
+// traffic is delivered to the node, and in any case the node answers for
+// pod addresses that have no pod.
+func checkNotLocal(h *netlink.Handle, a netip.Addr, rng netip.Prefix) error {
+	rs, err := h.RouteGet(a.AsSlice())
 	if err != nil {
 		return nil // no route at all is fine: the /32 we add decides
 	}
 	for _, r := range rs {
 		if r.Type == unix.RTN_LOCAL {
-			return fmt.Errorf("the node has a local route covering %s (an alias route added by a guest agent?): "+
-				"pod addresses must be forwarded, not delivered to the node; remove the local route for the pod range", a)
+			return fmt.Errorf("aliasnet: the node has a %w %s (pod address %s): it would take its pods' traffic for itself instead of forwarding it. "+
+				"Guest agents install such a route for every alias IP range; on a cluster node they must leave the pod range alone "+
+				"(aliasnet agent does when the metadata server names it in the instance attribute %s, or with --pod-range %s; "+
+				"Google's guest agent: ip_aliases = false in instance_configs.cfg). Remove it with: ip route del local %s table local",
+				ErrLocalRoute, rng, a, PodRangeAttribute, rng, rng)
 		}
 	}
 	return nil
 }
 
-// setupPod creates the veth pair, addresses the pod and routes it.
-func setupPod(netnsPath, ifName, hostVeth string, a netip.Addr, mtu int) (*podLinks, error) {
+// veth is an attachment's veth pair while ADD sets it up.
+type veth struct {
+	link            *netlink.Veth
+	ph              *netlink.Handle // in the pod's namespace
+	pns             netns.NsHandle
+	netnsPath       string
+	ifName          string
+	podIndex        int
+	hostMAC, podMAC net.HardwareAddr
+}
+
+// createVeth creates the pair and does everything that does not need the
+// pod's address (ADD allocates it meanwhile): the host end up with proxy
+// ARP on and IPv6 off, IPv4 forwarding on, the pod end up in the pod's
+// namespace with its gateway (169.254.1.1, a permanent neighbour entry for
+// the host end's MAC) and default route. A leftover host end of the same
+// attachment (a retried ADD) is replaced.
+func createVeth(h *netlink.Handle, netnsPath, ifName, containerID, hostVeth string, mtu int) (*veth, error) {
 	ph, pns, err := nsHandle(netnsPath)
 	if err != nil {
 		return nil, err
 	}
-	defer pns.Close()
-	defer ph.Close()
-	if _, err := ph.LinkByName(ifName); err == nil {
-		return nil, fmt.Errorf("interface %s already exists in %s", ifName, netnsPath)
-	}
-	// A leftover host veth of this attachment (a retried ADD) goes first.
-	if l, err := netlink.LinkByName(hostVeth); err == nil {
-		_ = netlink.LinkDel(l)
-	}
+	v := &veth{ph: ph, pns: pns, netnsPath: netnsPath, ifName: ifName}
+	v.hostMAC, v.podMAC = vethMACs(containerID, ifName)
 	la := netlink.NewLinkAttrs()
 	la.Name = hostVeth
+	la.HardwareAddr = v.hostMAC
+	la.Flags = net.FlagUp
 	if mtu > 0 {
 		la.MTU = mtu
 	}
-	veth := &netlink.Veth{LinkAttrs: la, PeerName: ifName, PeerNamespace: netlink.NsFd(int(pns))}
+	v.link = &netlink.Veth{LinkAttrs: la, PeerName: ifName, PeerNamespace: netlink.NsFd(int(pns)), PeerHardwareAddr: v.podMAC}
 	if mtu > 0 {
-		veth.PeerMTU = uint32(mtu)
+		v.link.PeerMTU = uint32(mtu)
 	}
-	if err := netlink.LinkAdd(veth); err != nil {
-		return nil, fmt.Errorf("create veth %s/%s: %w", hostVeth, ifName, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			if l, err := netlink.LinkByName(hostVeth); err == nil {
-				_ = netlink.LinkDel(l)
-			}
+	if err := h.LinkAdd(v.link); err != nil {
+		if !errors.Is(err, unix.EEXIST) {
+			v.close()
+			return nil, fmt.Errorf("create veth %s/%s: %w", hostVeth, ifName, err)
 		}
-	}()
-	host, err := netlink.LinkByName(hostVeth)
-	if err != nil {
+		if _, err := ph.LinkByName(ifName); err == nil {
+			v.close()
+			return nil, fmt.Errorf("interface %s already exists in %s", ifName, netnsPath)
+		}
+		if l, err := h.LinkByName(hostVeth); err == nil {
+			_ = h.LinkDel(l)
+		}
+		v.link.Index = 0
+		if err := h.LinkAdd(v.link); err != nil {
+			v.close()
+			return nil, fmt.Errorf("create veth %s/%s: %w", hostVeth, ifName, err)
+		}
+	}
+	if err := v.prepare(); err != nil {
+		v.remove(h)
+		v.close()
 		return nil, err
 	}
-	// Node side: answer ARP for the pod's gateway, route the pod.
+	return v, nil
+}
+
+func (v *veth) prepare() error {
+	hostVeth := v.link.Name
 	if err := writeSysctl("net/ipv4/conf/"+hostVeth+"/proxy_arp", "1"); err != nil {
-		return nil, err
+		return err
 	}
 	_ = writeSysctl("net/ipv6/conf/"+hostVeth+"/disable_ipv6", "1")
-	if err := netlink.LinkSetUp(host); err != nil {
-		return nil, fmt.Errorf("set %s up: %w", hostVeth, err)
-	}
-	if err := netlink.RouteReplace(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: hostPrefix(a), Scope: netlink.SCOPE_LINK}); err != nil {
-		return nil, fmt.Errorf("route %s dev %s: %w", a, hostVeth, err)
-	}
 	if err := enableForwarding(); err != nil {
-		return nil, err
+		return err
 	}
-	// Pod side.
-	pod, err := ph.LinkByName(ifName)
+	ph := v.ph
+	pod, err := ph.LinkByName(v.ifName)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("pod interface %s in %s: %w", v.ifName, v.netnsPath, err)
 	}
-	if err := ph.AddrAdd(pod, &netlink.Addr{IPNet: hostPrefix(a)}); err != nil {
-		return nil, fmt.Errorf("address %s on %s: %w", a, ifName, err)
-	}
+	v.podIndex, v.podMAC = pod.Attrs().Index, pod.Attrs().HardwareAddr
 	if err := ph.LinkSetUp(pod); err != nil {
-		return nil, fmt.Errorf("set %s up: %w", ifName, err)
+		return fmt.Errorf("set %s up: %w", v.ifName, err)
 	}
-	idx := pod.Attrs().Index
-	if err := ph.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
-		IP: gateway, HardwareAddr: host.Attrs().HardwareAddr}); err != nil {
-		return nil, fmt.Errorf("neighbour %s on %s: %w", GatewayIP, ifName, err)
+	if err := ph.NeighSet(&netlink.Neigh{LinkIndex: v.podIndex, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
+		IP: gateway, HardwareAddr: v.hostMAC}); err != nil {
+		return fmt.Errorf("neighbour %s on %s: %w", GatewayIP, v.ifName, err)
 	}
-	if err := ph.RouteAdd(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: gateway, Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}); err != nil {
-		return nil, fmt.Errorf("route %s dev %s: %w", GatewayIP, ifName, err)
+	if err := ph.RouteAdd(&netlink.Route{LinkIndex: v.podIndex, Dst: &net.IPNet{IP: gateway, Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}); err != nil {
+		return fmt.Errorf("route %s dev %s: %w", GatewayIP, v.ifName, err)
 	}
-	if err := ph.RouteAdd(&netlink.Route{LinkIndex: idx, Gw: gateway}); err != nil {
-		return nil, fmt.Errorf("default route via %s: %w", GatewayIP, err)
+	if err := ph.RouteAdd(&netlink.Route{LinkIndex: v.podIndex, Gw: gateway}); err != nil {
+		return fmt.Errorf("default route via %s: %w", GatewayIP, err)
 	}
-	ok = true
-	return &podLinks{host: host, pod: pod}, nil
+	return nil
+}
+
+// configure gives the pod its address and routes it on the node.
+func (v *veth) configure(h *netlink.Handle, a netip.Addr) error {
+	if err := h.RouteReplace(&netlink.Route{LinkIndex: v.link.Index, Dst: hostPrefix(a), Scope: netlink.SCOPE_LINK}); err != nil {
+		return fmt.Errorf("route %s dev %s: %w", a, v.link.Name, err)
+	}
+	if err := v.ph.AddrAdd(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: v.podIndex, Name: v.ifName}}, &netlink.Addr{IPNet: hostPrefix(a)}); err != nil {
+		return fmt.Errorf("address %s on %s: %w", a, v.ifName, err)
+	}
+	return nil
+}
+
+// remove deletes the pair (a failed ADD).
+func (v *veth) remove(h *netlink.Handle) { _ = h.LinkDel(v.link) }
+
+func (v *veth) close() {
+	v.ph.Close()
+	v.pns.Close()
 }
 
 // teardown removes an attachment's host veth (and with it the pair and

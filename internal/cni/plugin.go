@@ -75,34 +75,70 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return types.NewError(types.ErrInvalidNetNS, "aliasnet: ADD needs CNI_NETNS", "")
 	}
 	hv := hostVethName(args.ContainerID, args.IfName)
-	st, err := OpenStore(c.DataDir, c.Name, rng)
-	if err != nil {
-		return err
+	// The allocation waits for the disk (its fsyncs) and creating the veth
+	// pair for the kernel; neither needs the other, so they overlap (ADD
+	// runs once per pod and its latency is the pod's start-up time).
+	type allocated struct {
+		a     netip.Addr
+		fresh bool // allocated by this ADD (not a retried ADD's address)
+		err   error
 	}
-	var a netip.Addr
-	if prev := st.Find(args.ContainerID, args.IfName); len(prev) > 0 {
-		a = prev[0].IP // a retried ADD keeps its address
-	} else {
-		a, err = st.Allocate(Attachment{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hv})
-	}
-	st.Close()
-	tr("allocate")
-	if err != nil {
-		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
-	}
+	ach := make(chan allocated, 1)
+	go func() {
+		st, err := OpenStore(c.DataDir, c.Name, rng)
+		if err != nil {
+			ach <- allocated{err: err}
+			return
+		}
+		defer st.Close()
+		if prev := st.Find(args.ContainerID, args.IfName); len(prev) > 0 {
+			ach <- allocated{a: prev[0].IP} // a retried ADD keeps its address
+			return
+		}
+		a, err := st.Allocate(Attachment{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, HostVeth: hv})
+		ach <- allocated{a, err == nil, err}
+	}()
+	r := allocated{}
+	// A failed ADD gives back what it allocated, never a retried ADD's
+	// address: the pod may still be using it.
 	release := func() {
+		if !r.fresh {
+			return
+		}
 		if st, err := OpenStore(c.DataDir, c.Name, rng); err == nil {
-			_ = st.Release(a)
+			_ = st.Release(r.a)
 			st.Close()
 		}
 	}
-	if err := checkNotLocal(a); err != nil {
+	h, err := nodeHandle()
+	if err == nil {
+		defer h.Close()
+	}
+	var v *veth
+	if err == nil {
+		v, err = createVeth(h, args.Netns, args.IfName, args.ContainerID, hv, c.MTU)
+	}
+	tr("veth")
+	r = <-ach
+	tr("allocate")
+	if err != nil {
+		release()
+		return err
+	}
+	defer v.close()
+	if r.err != nil {
+		v.remove(h)
+		return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("aliasnet: allocate an address for container %s %s in %s: %v", args.ContainerID, args.IfName, rng, r.err), "")
+	}
+	a := r.a
+	if err := checkNotLocal(h, a, rng); err != nil {
+		v.remove(h)
 		release()
 		return err
 	}
 	tr("checklocal")
-	links, err := setupPod(args.Netns, args.IfName, hv, a, c.MTU)
-	if err != nil {
+	if err := v.configure(h, a); err != nil {
+		v.remove(h)
 		release()
 		return err
 	}
@@ -110,8 +146,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 	res := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{
-			{Name: hv, Mac: links.host.Attrs().HardwareAddr.String()},
-			{Name: args.IfName, Mac: links.pod.Attrs().HardwareAddr.String(), Sandbox: args.Netns},
+			{Name: hv, Mac: v.hostMAC.String()},
+			{Name: args.IfName, Mac: v.podMAC.String(), Sandbox: args.Netns},
 		},
 		IPs:    []*current.IPConfig{{Interface: current.Int(1), Address: *hostPrefix(a), Gateway: gateway}},
 		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: gateway}},
@@ -186,7 +222,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 }
 
 // cmdGC releases every allocation whose attachment is not in the valid
-// list, with its host veth.
+// list, with its host veth, and every orphan (see Store).
 func cmdGC(args *skel.CmdArgs) error {
 	c, rng, err := load(args)
 	if err != nil {
@@ -203,10 +239,12 @@ func cmdGC(args *skel.CmdArgs) error {
 	defer st.Close()
 	var errs []error
 	for _, al := range st.List() {
-		if valid[types.GCAttachment{ContainerID: al.ContainerID, IfName: al.IfName}] {
+		live := valid[types.GCAttachment{ContainerID: al.ContainerID, IfName: al.IfName}]
+		if live && !st.Orphan(al) {
 			continue
 		}
-		if al.ContainerID != "?" {
+		// An orphan of a live attachment keeps the attachment's veth.
+		if !live && al.ContainerID != "?" {
 			if err := teardown(hostVethName(al.ContainerID, al.IfName)); err != nil {
 				errs = append(errs, err)
 				continue

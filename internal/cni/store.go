@@ -1,6 +1,8 @@
 package cni
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,17 +18,27 @@ import (
 
 // Store is the node-local allocation state of one network: a directory
 // with one file per allocated address (named by the address, holding the
-// attachment), a cursor, and a lock file.
+// attachment), one link per attachment to its address, and a lock file.
 //
-//	DATADIR/NETWORK/lock            flock(2) held for every read-modify-write
+//	DATADIR/NETWORK/lock            flock(2) held for every read-modify-write;
+//	                                its first line is the cursor (the address handed out last)
 //	DATADIR/NETWORK/172.16.0.7      {"containerID":…,"ifName":…,"netns":…,"created":…}
-//	DATADIR/NETWORK/cursor          the address handed out last
+//	DATADIR/NETWORK/@<hash>         symlink to "172.16.0.7": the address of an attachment
+//	                                (hash of container id and interface name)
+//	DATADIR/NETWORK/indexed         every allocation has its link (set once by OpenStore)
 //
 // An address file is created with O_EXCL, written and fsynced, and the
-// directory fsynced, before ADD answers: a node that crashes or restarts
-// never hands out a live pod's address again. Addresses are handed out
-// round-robin after the cursor, so a freshly released address is the last
-// one to come back (every other free address goes first).
+// directory fsynced (with the attachment's link), before ADD answers: a
+// node that crashes or restarts never hands out a live pod's address
+// again. Addresses are handed out round-robin after the cursor, so a
+// freshly released address is the last one to come back (every other
+// free address goes first).
+//
+// The links make ADD, DEL and CHECK find an attachment's address without
+// reading every allocation (ADD runs once per pod, under the lock). An
+// allocation whose attachment's link points elsewhere (a crash between
+// creating the address file and the link, then a retried ADD) is an
+// orphan that GC releases.
 type Store struct {
 	dir  string
 	rng  netip.Prefix
@@ -55,10 +67,13 @@ func OpenStore(dataDir, name string, rng netip.Prefix) (*Store, error) {
 		return nil, fmt.Errorf("invalid network name %q", name)
 	}
 	dir := filepath.Join(dataDir, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		f, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -72,11 +87,62 @@ func OpenStore(dataDir, name string, rng netip.Prefix) (*Store, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	return &Store{dir: dir, rng: rng.Masked(), lock: f}, nil
+	s := &Store{dir: dir, rng: rng.Masked(), lock: f}
+	if err := s.index(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("index %s: %w", dir, err)
+	}
+	return s, nil
 }
 
 // Close releases the lock.
 func (s *Store) Close() error { return s.lock.Close() }
+
+// index links every allocation to its attachment once, for state written
+// before the links existed.
+func (s *Store) index() error {
+	marker := filepath.Join(s.dir, "indexed")
+	if _, err := os.Lstat(marker); err == nil {
+		return nil
+	}
+	for _, al := range s.list() {
+		if al.ContainerID != "?" {
+			if err := s.link(al); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		return err
+	}
+	return s.fsyncDir()
+}
+
+// linkName is the link of an attachment.
+func (s *Store) linkName(containerID, ifName string) string {
+	h := sha256.Sum256([]byte(containerID + "/" + ifName))
+	return filepath.Join(s.dir, "@"+hex.EncodeToString(h[:16]))
+}
+
+// link points the attachment's link at its address.
+func (s *Store) link(al Allocation) error {
+	p := s.linkName(al.ContainerID, al.IfName)
+	err := os.Symlink(al.IP.String(), p)
+	if errors.Is(err, fs.ErrExist) {
+		// A stale link (its address was released, or an orphan's).
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		err = os.Symlink(al.IP.String(), p)
+	}
+	return err
+}
+
+// linked reports whether the attachment's link points at a.
+func (s *Store) linked(containerID, ifName string, a netip.Addr) bool {
+	t, err := os.Readlink(s.linkName(containerID, ifName))
+	return err == nil && t == a.String()
+}
 
 // usable returns the first and last address handed out: every address of
 // the range but the network and broadcast addresses (kept out so that no
@@ -108,13 +174,23 @@ func (s *Store) fsyncDir() error {
 	return d.Sync()
 }
 
+// cursorLen is the fixed size of the cursor record at the start of the
+// lock file (the longest IPv6 text form, padded, and a newline), so that
+// rewriting it in place never leaves a longer old address behind.
+const cursorLen = 46
+
 // cursor is the address handed out last (zero if unknown).
 func (s *Store) cursor() netip.Addr {
-	b, err := os.ReadFile(filepath.Join(s.dir, "cursor"))
-	if err == nil {
-		if a, err := netip.ParseAddr(strings.TrimSpace(string(b))); err == nil && s.rng.Contains(a) {
-			return a
-		}
+	b := make([]byte, cursorLen)
+	n, _ := s.lock.ReadAt(b, 0)
+	txt := strings.TrimSpace(string(b[:n]))
+	if n == 0 {
+		// State written before the cursor moved into the lock file.
+		old, _ := os.ReadFile(filepath.Join(s.dir, "cursor"))
+		txt = strings.TrimSpace(string(old))
+	}
+	if a, err := netip.ParseAddr(txt); err == nil && s.rng.Contains(a) {
+		return a
 	}
 	// Lost or torn cursor (it is written without fsync): continue after
 	// the newest allocation still on disk.
@@ -128,28 +204,63 @@ func (s *Store) cursor() netip.Addr {
 	return best
 }
 
+// setCursor records a in place: no new file and no rename, which on ext4
+// would flush the new file's data at once (auto_da_alloc).
 func (s *Store) setCursor(a netip.Addr) error {
-	tmp := filepath.Join(s.dir, "cursor.tmp")
-	if err := os.WriteFile(tmp, []byte(a.String()+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(s.dir, "cursor"))
+	_, err := s.lock.WriteAt(fmt.Appendf(nil, "%-*s\n", cursorLen-1, a), 0)
+	return err
 }
 
 // Find returns the allocations of an attachment (containerID and ifName;
 // ifName "" matches any).
 func (s *Store) Find(containerID, ifName string) []Allocation {
-	var out []Allocation
-	for _, al := range s.list() {
-		if al.ContainerID == containerID && (ifName == "" || al.IfName == ifName) {
-			out = append(out, al)
+	if ifName == "" {
+		var out []Allocation
+		for _, al := range s.list() {
+			if al.ContainerID == containerID {
+				out = append(out, al)
+			}
 		}
+		return out
 	}
-	return out
+	t, err := os.Readlink(s.linkName(containerID, ifName))
+	if err != nil {
+		return nil
+	}
+	a, err := netip.ParseAddr(t)
+	if err != nil {
+		return nil
+	}
+	al, ok := s.read(a)
+	if !ok || al.ContainerID != containerID || al.IfName != ifName {
+		return nil // a stale link
+	}
+	return []Allocation{al}
 }
 
 // List returns every allocation.
 func (s *Store) List() []Allocation { return s.list() }
+
+// Orphan reports whether an allocation is not its attachment's address
+// (its link points elsewhere): left by a crash between creating the
+// address file and the link.
+func (s *Store) Orphan(al Allocation) bool {
+	return al.ContainerID == "?" || !s.linked(al.ContainerID, al.IfName, al.IP)
+}
+
+func (s *Store) read(a netip.Addr) (Allocation, bool) {
+	b, err := os.ReadFile(filepath.Join(s.dir, a.String()))
+	if err != nil {
+		return Allocation{}, false
+	}
+	al := Allocation{IP: a}
+	if json.Unmarshal(b, &al.Attachment) != nil {
+		// A torn file (crash between create and write): the address
+		// stays taken until GC or an explicit release.
+		al.ContainerID = "?"
+	}
+	return al, true
+}
 
 func (s *Store) list() []Allocation {
 	ents, err := os.ReadDir(s.dir)
@@ -162,17 +273,9 @@ func (s *Store) list() []Allocation {
 		if err != nil || !e.Type().IsRegular() {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
-		if err != nil {
-			continue
+		if al, ok := s.read(a); ok {
+			out = append(out, al)
 		}
-		al := Allocation{IP: a}
-		if json.Unmarshal(b, &al.Attachment) != nil {
-			// A torn file (crash between create and write): the address
-			// stays taken until GC or an explicit release.
-			al.ContainerID = "?"
-		}
-		out = append(out, al)
 	}
 	return out
 }
@@ -187,21 +290,17 @@ func (s *Store) Allocate(att Attachment) (netip.Addr, error) {
 	att.Created = time.Now().UTC().Format(time.RFC3339Nano)
 	body, _ := json.Marshal(att)
 	a := start
+	var created *os.File
 	for {
 		if a == last {
 			a = first
 		} else {
 			a = a.Next()
 		}
-		err := s.create(a, body)
+		f, err := s.create(a, body)
 		if err == nil {
-			if err := s.setCursor(a); err != nil {
-				return netip.Addr{}, err
-			}
-			if err := s.fsyncDir(); err != nil {
-				return netip.Addr{}, err
-			}
-			return a, nil
+			created = f
+			break
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return netip.Addr{}, err
@@ -210,28 +309,52 @@ func (s *Store) Allocate(att Attachment) (netip.Addr, error) {
 			return netip.Addr{}, fmt.Errorf("no free address left in %s: every address of the node's pod range is in use", s.rng)
 		}
 	}
+	defer created.Close()
+	if err := s.link(Allocation{IP: a, Attachment: att}); err != nil {
+		os.Remove(created.Name())
+		return netip.Addr{}, err
+	}
+	// The address file's content and the directory (its name and the
+	// link) must both be durable before ADD answers. The two fsyncs run
+	// at once: on a journaling file system they wait for one commit
+	// instead of two (ADD's latency).
+	errc := make(chan error, 1)
+	go func() { errc <- created.Sync() }()
+	errDir := s.fsyncDir()
+	if err := errors.Join(<-errc, errDir); err != nil {
+		os.Remove(created.Name())
+		s.fsyncDir()
+		return netip.Addr{}, err
+	}
+	// Not durable on purpose: a lost cursor only changes the order in
+	// which free addresses are handed out.
+	_ = s.setCursor(a)
+	return a, nil
 }
 
-func (s *Store) create(a netip.Addr, body []byte) error {
+// create makes an address file (O_EXCL: one holder per address) with its
+// attachment, not yet synced.
+func (s *Store) create(a netip.Addr, body []byte) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(s.dir, a.String()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := f.Write(body); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return err
+		return nil, err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	return f.Close()
+	return f, nil
 }
 
-// Release frees an address.
+// Release frees an address (and its attachment's link when it points
+// there).
 func (s *Store) Release(a netip.Addr) error {
+	if al, ok := s.read(a); ok && al.ContainerID != "?" && s.linked(al.ContainerID, al.IfName, a) {
+		if err := os.Remove(s.linkName(al.ContainerID, al.IfName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
 	if err := os.Remove(filepath.Join(s.dir, a.String())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

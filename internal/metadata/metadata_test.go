@@ -656,3 +656,62 @@ func TestNICsHandlerAndAlibabaInstance(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterNodeAttributes: a Kubernetes node's instance attributes name
+// its cluster and its pod range (so that guest agents leave that alias
+// range to the CNI plugin); other instances have none, and a node that
+// leaves loses them.
+func TestClusterNodeAttributes(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.do("q", func(tx *model.Txn) error { return tx.DeleteInstance("q", "us-central1-a", "qvm") })
+	f.do("p", func(tx *model.Txn) error {
+		_, _, err := tx.CreateCluster(model.CreateClusterReq{
+			Cluster:      model.Cluster{Project: "p", Location: "us-central1-a", Name: "k", Network: "vpc", Subnet: "s", PodsRange: "pods", NodePools: []model.NodePool{{Name: "pool"}}},
+			ServicesCIDR: "/28"})
+		if err != nil {
+			return err
+		}
+		_, err = tx.JoinNode("p", "us-central1-a", "k", "", "us-central1-a", "vm2")
+		return err
+	})
+	var podRange string
+	f.svc.Read(func(st *model.State) { podRange = st.NodeOf("p", "us-central1-a", "vm2").PodRange.String() })
+	for _, c := range []struct {
+		src, path string
+		code      int
+		body      string
+	}{
+		{"10.0.0.3", gv1 + "instance/attributes/", 200, "aliasnet-pod-range\ncluster-location\ncluster-name\n"},
+		{"10.0.0.3", gv1 + "instance/attributes/aliasnet-pod-range", 200, podRange},
+		{"10.0.0.3", gv1 + "instance/attributes/cluster-name", 200, "k"},
+		{"10.0.0.3", gv1 + "instance/attributes/cluster-location", 200, "us-central1-a"},
+		{"10.0.0.3", gv1 + "instance/network-interfaces/0/ip-aliases/", 200, podRange + "\n"},
+		// vm1 has an alias from the same pods range but is no node.
+		{"10.0.0.2", gv1 + "instance/attributes/", 200, ""},
+		{"10.0.0.2", gv1 + "instance/attributes/aliasnet-pod-range", 404, ""},
+	} {
+		r := f.get(c.src, c.path)
+		if r.code != c.code || (c.code == 200 && r.body != c.body) {
+			t.Errorf("GET %s from %s = %d %q, want %d %q", c.path, c.src, r.code, r.body, c.code, c.body)
+		}
+	}
+	// Recursive JSON keeps attribute keys as they are (GCE camelCases
+	// field names, never attribute keys).
+	r := f.get("10.0.0.3", gv1+"instance/?recursive=true")
+	var inst struct {
+		Attributes map[string]string `json:"attributes"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &inst); err != nil {
+		t.Fatal(err)
+	}
+	if inst.Attributes["aliasnet-pod-range"] != podRange || inst.Attributes["cluster-name"] != "k" || len(inst.Attributes) != 3 {
+		t.Fatalf("recursive attributes = %v\n%s", inst.Attributes, r.body)
+	}
+	if r := f.get("10.0.0.3", gv1+"instance/attributes/?recursive=true"); r.body != `{"aliasnet-pod-range":"`+podRange+`","cluster-location":"us-central1-a","cluster-name":"k"}` {
+		t.Fatalf("attributes recursive = %s", r.body)
+	}
+	f.do("p", func(tx *model.Txn) error { return tx.RemoveNode("p", "us-central1-a", "k", "us-central1-a", "vm2") })
+	if r := f.get("10.0.0.3", gv1+"instance/attributes/aliasnet-pod-range"); r.code != 404 {
+		t.Fatalf("after leaving: %d %q", r.code, r.body)
+	}
+}

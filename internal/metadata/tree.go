@@ -30,6 +30,10 @@ type node struct {
 	items []string // list
 	// fold makes child lookup case-insensitive (Alibaba MAC directories).
 	fold bool
+	// verbatim keeps child names as they are in recursive JSON: they are
+	// data (attribute keys), not field names, and GCE does not camelCase
+	// them.
+	verbatim bool
 }
 
 func newDir() *node { return &node{kind: dirNode, kids: map[string]*node{}} }
@@ -185,7 +189,11 @@ func (n *node) writeJSON(b *bytes.Buffer) {
 		}
 		kvs := make([]kv, 0, len(n.names))
 		for _, name := range n.names {
-			kvs = append(kvs, kv{camel(name), n.kids[name]})
+			k := name
+			if !n.verbatim {
+				k = camel(name)
+			}
+			kvs = append(kvs, kv{k, n.kids[name]})
 		}
 		slices.SortFunc(kvs, func(a, c kv) int { return strings.Compare(a.k, c.k) })
 		b.WriteByte('{')

@@ -17,6 +17,9 @@ import (
 type view struct {
 	in   *model.Instance
 	nics []nicView
+	// node is the instance's Kubernetes node record (nil if it is not a
+	// cluster node).
+	node *model.ClusterNode
 }
 
 type nicView struct {
@@ -35,7 +38,40 @@ func readView(st *model.State, r ref) *view {
 		region, sname, _ := strings.Cut(ifc.Subnet, "/")
 		v.nics = append(v.nics, nicView{ifc: ifc, sn: st.Subnet(ifc.Project, region, sname), net: st.Network(ifc.Project, ifc.Network)})
 	}
+	if n := st.NodeOf(r.project, r.zone, r.name); n != nil && len(v.nics) > 0 && hasAlias(v.nics[0].ifc, n.PodRange) {
+		v.node = n
+	}
 	return v
+}
+
+func hasAlias(ifc *model.Interface, p netip.Prefix) bool {
+	for _, a := range ifc.Aliases {
+		if a.Range == p {
+			return true
+		}
+	}
+	return false
+}
+
+// PodRangeAttribute is the instance attribute (instance/attributes/) that
+// names a Kubernetes node's pod range: the alias IP range of nic0 the
+// node forwards to its pods rather than answers for. Guest agents must
+// not install a local route for it (aliasnet's agent does not); the CNI
+// plugin takes pod addresses from it.
+const PodRangeAttribute = "aliasnet-pod-range"
+
+// instanceAttributes are the GCE instance attributes aliasnet serves: a
+// cluster node gets GKE's cluster-name and cluster-location, and
+// PodRangeAttribute.
+func instanceAttributes(v *view) *node {
+	d := newDir()
+	d.verbatim = true
+	if v.node != nil {
+		d.set("cluster-name", str(v.node.Cluster)).
+			set("cluster-location", str(v.node.Location)).
+			set(PodRangeAttribute, str(v.node.PodRange.String()))
+	}
+	return d
 }
 
 // ProjectNumber is the numeric id aliasnet gives a project: the same value
@@ -86,7 +122,7 @@ func gceTree(v *view) *node {
 	in := v.in
 	pnum := strconv.FormatUint(ProjectNumber(in.Project), 10)
 	inst := newDir().
-		set("attributes", newDir()).
+		set("attributes", instanceAttributes(v)).
 		set("hostname", str(in.Hostname)).
 		set("id", num(in.ID)).
 		set("name", str(in.Name)).
@@ -123,8 +159,10 @@ func gceTree(v *view) *node {
 		nics.elems = append(nics.elems, d)
 	}
 	inst.set("network-interfaces", nics)
+	pattrs := newDir()
+	pattrs.verbatim = true
 	proj := newDir().
-		set("attributes", newDir()).
+		set("attributes", pattrs).
 		set("numeric-project-id", num(ProjectNumber(in.Project))).
 		set("project-id", str(in.Project))
 	return newDir().set("instance", inst).set("project", proj)

@@ -1216,9 +1216,8 @@ func (s *State) loadK8s(clusters []*Cluster, nodes []*ClusterNode, svcs []*Servi
 }
 
 // K8sChange reports whether a change committed by another writer touches
-// clusters, nodes or service IPs. ApplyRemote (replica.go) does not apply
-// those incrementally; when this is true it should fail so that the
-// caller rebuilds the state with Load.
+// clusters, nodes or service IPs (ApplyRemote then applies those parts
+// with k8sRelease and k8sClaim).
 func K8sChange(puts Snapshot, deleted []string) bool {
 	if len(puts.Clusters)+len(puts.ClusterNodes)+len(puts.ServiceIPs) > 0 {
 		return true
@@ -1230,6 +1229,155 @@ func K8sChange(puts Snapshot, deleted []string) bool {
 		}
 	}
 	return false
+}
+
+// k8sDelta is the Kubernetes part of a change another writer committed.
+// ApplyRemote records the deleted keys while it classifies them, then
+// calls k8sRelease before interfaces claim their new addresses and
+// k8sClaim after, so that an address moving between a service and an
+// interface in one change never collides with itself.
+type k8sDelta struct {
+	puts                               Snapshot
+	delClusters, delNodes, delServices []k8sRef
+	newClusters                        []*Cluster
+}
+
+// k8sRef names a deleted record: cluster is "LOC/NAME", item the node's
+// "ZONE/INSTANCE" or the service IP's name.
+type k8sRef struct{ project, cluster, item string }
+
+// deleted records a deleted key given as its parts after
+// "projects/PROJECT/"; false means it is not a Kubernetes key.
+func (d *k8sDelta) deleted(project string, rest []string) bool {
+	if len(rest) < 4 || rest[0] != "locations" || rest[2] != "clusters" {
+		return false
+	}
+	ck := rest[1] + "/" + rest[3]
+	switch {
+	case len(rest) == 4:
+		d.delClusters = append(d.delClusters, k8sRef{project, ck, ""})
+	case len(rest) == 7 && rest[4] == "nodes":
+		d.delNodes = append(d.delNodes, k8sRef{project, ck, rest[5] + "/" + rest[6]})
+	case len(rest) == 6 && rest[4] == "serviceIPs":
+		d.delServices = append(d.delServices, k8sRef{project, ck, rest[5]})
+	default:
+		return false
+	}
+	return true
+}
+
+// k8sRelease frees the addresses of deleted and replaced service IPs and
+// the reserved addresses of deleted clusters, then updates the cluster,
+// node and service IP indexes. Networks about to be re-indexed are left
+// alone: re-indexing rebuilds their pools and ReclaimServiceIPs claims
+// what the indexes then hold.
+func (s *State) k8sRelease(d *k8sDelta, reindex map[netRef]bool) error {
+	release := func(p *project, c *Cluster, kind, key string, addrs ...netip.Addr) {
+		if c == nil || reindex[netRef{p.name, c.Network}] {
+			return
+		}
+		_, e, err := s.servicesRange(p, c)
+		if err != nil {
+			return
+		}
+		o := s.owner(OwnerRef{Kind: kind, Key: key})
+		for _, a := range addrs {
+			if got, ok := e.pool.OwnerOf(netip.PrefixFrom(a, 32)); ok && got == o {
+				_ = e.pool.Release(netip.PrefixFrom(a, 32))
+			}
+		}
+	}
+	for _, r := range d.delServices {
+		k := s.proj(r.project).kube()
+		if sv := k.services[r.cluster][r.item]; sv != nil {
+			release(s.projects[r.project], k.clusters[r.cluster], "service", ServiceIPKey(sv.Project, sv.Location, sv.Cluster, sv.Name), sv.IP)
+			delete(k.services[r.cluster], r.item)
+		}
+	}
+	for _, sv := range d.puts.ServiceIPs {
+		p := s.proj(sv.Project)
+		ck := sv.Location + "/" + sv.Cluster
+		if old := p.kube().services[ck][sv.Name]; old != nil {
+			release(p, p.kube().clusters[ck], "service", ServiceIPKey(sv.Project, sv.Location, sv.Cluster, sv.Name), old.IP)
+		}
+	}
+	for _, r := range d.delClusters {
+		p := s.proj(r.project)
+		if c := p.kube().clusters[r.cluster]; c != nil {
+			if pfx, _, err := s.servicesRange(p, c); err == nil {
+				release(p, c, "reserved", ClusterKey(c.Project, c.Location, c.Name), servicesReserved(pfx)...)
+			}
+			delete(p.kube().clusters, r.cluster)
+		}
+	}
+	for _, r := range d.delNodes {
+		k := s.proj(r.project).kube()
+		delete(k.nodes[r.cluster], r.item)
+		if ck := k.nodeOf[r.item]; ck != nil && *ck == r.cluster {
+			delete(k.nodeOf, r.item)
+		}
+	}
+	for _, c := range d.puts.Clusters {
+		k := s.proj(c.Project).kube()
+		if k.clusters[c.Location+"/"+c.Name] == nil {
+			d.newClusters = append(d.newClusters, c)
+		}
+		k.clusters[c.Location+"/"+c.Name] = c
+	}
+	for _, n := range d.puts.ClusterNodes {
+		k := s.proj(n.Project).kube()
+		ck := n.Location + "/" + n.Cluster
+		k.nodeMap(ck)[n.Zone+"/"+n.Instance] = n
+		k.nodeOf[n.Zone+"/"+n.Instance] = &ck
+	}
+	for _, sv := range d.puts.ServiceIPs {
+		s.proj(sv.Project).kube().serviceMap(sv.Location + "/" + sv.Cluster)[sv.Name] = sv
+	}
+	return nil
+}
+
+// k8sClaim claims the addresses of new and replaced service IPs and, as
+// CreateCluster does, the reserved addresses of new clusters' services
+// ranges (those another resource holds stay with it).
+func (s *State) k8sClaim(d *k8sDelta, reindex map[netRef]bool) error {
+	for _, c := range d.newClusters {
+		p := s.projects[c.Project]
+		if reindex[netRef{p.name, c.Network}] {
+			continue
+		}
+		if pfx, e, err := s.servicesRange(p, c); err == nil {
+			o := s.owner(OwnerRef{Kind: "reserved", Key: ClusterKey(c.Project, c.Location, c.Name)})
+			for _, a := range servicesReserved(pfx) {
+				if _, ok := e.pool.OwnerOf(netip.PrefixFrom(a, 32)); !ok {
+					_ = e.pool.Claim(netip.PrefixFrom(a, 32), o)
+				}
+			}
+		}
+	}
+	for _, sv := range d.puts.ServiceIPs {
+		key := ServiceIPKey(sv.Project, sv.Location, sv.Cluster, sv.Name)
+		p := s.projects[sv.Project]
+		c := p.kube().clusters[sv.Location+"/"+sv.Cluster]
+		if c == nil {
+			return fmt.Errorf("apply service IP %s: cluster %s missing", key, ClusterKey(sv.Project, sv.Location, sv.Cluster))
+		}
+		if reindex[netRef{p.name, c.Network}] {
+			continue
+		}
+		_, e, err := s.servicesRange(p, c)
+		if err != nil {
+			return fmt.Errorf("apply service IP %s: %w", key, err)
+		}
+		o := s.owner(OwnerRef{Kind: "service", Key: key})
+		pfx := netip.PrefixFrom(sv.IP, 32)
+		if got, ok := e.pool.OwnerOf(pfx); ok && got == o {
+			continue
+		}
+		if err := e.pool.Claim(pfx, o); err != nil {
+			return fmt.Errorf("apply service IP %s: address %s: %w", key, sv.IP, err)
+		}
+	}
+	return nil
 }
 
 // ReclaimServiceIPs claims again the service IPs (and the reserved

@@ -12,8 +12,11 @@ import (
 // (another replica) committed: puts holds the resources as they are now,
 // deleted the store keys that were removed. It re-indexes only what the
 // change touches: an interface's addresses incrementally, a network's
-// whole range index when one of its subnets changed, the EIP index when an
-// EIP changed. Everything else is a plain replacement, as in Load.
+// whole range index when one of its subnets changed (then its service IPs
+// are claimed again), the EIP index when an EIP changed, and for
+// Kubernetes clusters, nodes and service IPs the cluster indexes and the
+// service IPs' addresses (k8sRelease, k8sClaim). Everything else is a
+// plain replacement, as in Load.
 //
 // It is not a mutation (nothing to undo, no Change recorded). An error
 // means the result would break an invariant or the change holds a key of a
@@ -28,9 +31,12 @@ func (s *State) ApplyRemote(puts Snapshot, deleted []string) error {
 			return fmt.Errorf("apply: %s are not applied incrementally", v.Type().Field(i).Name)
 		}
 	}
-	type netRef struct{ project, network string }
 	reindex := map[netRef]bool{}
 	eipsChanged := len(puts.EIPs) > 0
+	var k8s *k8sDelta
+	if K8sChange(puts, deleted) {
+		k8s = &k8sDelta{puts: puts}
+	}
 
 	// Classify deletions first.
 	var delIfcs []*Interface
@@ -71,6 +77,10 @@ func (s *State) ApplyRemote(puts Snapshot, deleted []string) error {
 			delete(p.routers, rest[1]+"/"+rest[3])
 		case len(rest) == 2 && rest[0] == "managedZones":
 			delete(p.dnsZones, rest[1])
+		case rest[0] == "locations" && k8s != nil:
+			if !k8s.deleted(p.name, rest) {
+				return fmt.Errorf("apply: unknown key %q", k)
+			}
 		default:
 			return fmt.Errorf("apply: unknown key %q", k)
 		}
@@ -103,6 +113,14 @@ func (s *State) ApplyRemote(puts Snapshot, deleted []string) error {
 			if !reindex[netRef{p.name, old.Network}] {
 				s.unindexInterface(p, old)
 			}
+		}
+	}
+	// Service IPs are released before any interface claims and claimed
+	// after, for the same reason (an address may move between a service
+	// and an interface in one change).
+	if k8s != nil {
+		if err := s.k8sRelease(k8s, reindex); err != nil {
+			return err
 		}
 	}
 	for _, ifc := range puts.Interfaces {
@@ -140,8 +158,18 @@ func (s *State) ApplyRemote(puts Snapshot, deleted []string) error {
 	for _, e := range puts.EIPs {
 		s.proj(e.Project).eips[e.ID] = e
 	}
+	if k8s != nil {
+		if err := s.k8sClaim(k8s, reindex); err != nil {
+			return err
+		}
+	}
 	for ref := range reindex {
 		if err := s.reindexNetwork(s.proj(ref.project), ref.network); err != nil {
+			return fmt.Errorf("apply: re-index network %s: %w", NetworkKey(ref.project, ref.network), err)
+		}
+		// The rebuilt pools hold what subnets and interfaces claim;
+		// service IPs are held by their own records.
+		if err := s.ReclaimServiceIPs(ref.project, ref.network); err != nil {
 			return fmt.Errorf("apply: re-index network %s: %w", NetworkKey(ref.project, ref.network), err)
 		}
 	}
@@ -164,7 +192,11 @@ func (s *State) ApplyRemote(puts Snapshot, deleted []string) error {
 
 // appliedKinds are the Snapshot fields ApplyRemote handles.
 var appliedKinds = map[string]bool{"Networks": true, "Subnets": true, "Instances": true, "Interfaces": true,
-	"Templates": true, "EIPs": true, "Routes": true, "Firewalls": true, "Dynamic": true, "Routers": true, "DNSZones": true}
+	"Templates": true, "EIPs": true, "Routes": true, "Firewalls": true, "Dynamic": true, "Routers": true, "DNSZones": true,
+	"Clusters": true, "ClusterNodes": true, "ServiceIPs": true}
+
+// netRef names a network across projects.
+type netRef struct{ project, network string }
 
 // unindexInterface releases what indexInterface claimed for ifc.
 func (s *State) unindexInterface(p *project, ifc *Interface) {
