@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/aliasnet/aliasnet/internal/fabric/fabrictest"
 	"github.com/aliasnet/aliasnet/internal/model"
 )
 
@@ -35,17 +36,11 @@ func jsonOf(t *testing.T, v any) string {
 	return string(b)
 }
 
-// churn is a random control-plane history over testWorld plus a
-// Kubernetes cluster: mostly the instance-local changes the Builder
-// patches (aliases set, moved and cleared, instances stopped and started,
-// nodes joining and leaving a cluster), and now and then changes it must
-// compile afresh (instances created and deleted, tags, firewall rules,
-// static routes).
+// churn is a random control-plane history (fabrictest.Churn) over
+// testWorld plus a Kubernetes cluster.
 type churn struct {
-	w   *world
-	r   *rand.Rand
-	vms []string
-	n   int
+	*fabrictest.Churn
+	w *world
 }
 
 func newChurn(t *testing.T, seed uint64) *churn {
@@ -62,124 +57,13 @@ func newChurn(t *testing.T, seed uint64) *churn {
 			NodePools: []model.NodePool{{Name: "pool", Zones: []string{zone}}}}, PoolSizes: []int{0}})
 		return err
 	})
-	c := &churn{w: w, r: rand.New(rand.NewPCG(seed, 7)), vms: []string{"vm1", "vm2", "gw"}}
+	c := &churn{w: w, Churn: &fabrictest.Churn{S: w.s, R: rand.New(rand.NewPCG(seed, 7)), Project: proj, Zone: zone,
+		VMs: []string{"vm1", "vm2", "gw"}, Keep: []string{"vm1", "vm2", "gw"},
+		AliasBase: netip.MustParseAddr("172.16.2.0"), PrimaryBase: netip.MustParseAddr("10.128.9.0"), Try: w.try}}
 	for i := range 4 {
-		c.create(fmt.Sprintf("x%d", i))
+		c.Create(fmt.Sprintf("x%d", i))
 	}
 	return c
-}
-
-func (c *churn) create(name string) bool {
-	ok := c.w.try(func(tx *model.Txn) error {
-		_, _, err := tx.CreateInstance(model.CreateInstanceReq{Instance: model.Instance{Project: proj, Zone: zone, Name: name},
-			NICs: []model.NICSpec{{Subnet: "s1"}}})
-		return err
-	})
-	if ok {
-		c.vms = append(c.vms, name)
-	}
-	return ok
-}
-
-func (c *churn) pick() string { return c.vms[c.r.IntN(len(c.vms))] }
-
-func (c *churn) setAliases(vm string, specs []model.AliasSpec) bool {
-	return c.w.try(func(tx *model.Txn) error {
-		in := c.w.s.Instance(proj, zone, vm)
-		ifc := c.w.s.Interface(proj, in.NICs[0])
-		// A node's owner keeps its pod range.
-		if n := c.w.s.NodeOf(proj, zone, vm); n != nil {
-			specs = append(specs, model.AliasSpec{Prefix: n.PodRange, RangeName: "k8s-pods"})
-		}
-		_, err := tx.UpdateAliases(proj, zone, vm, "nic0", ifc.Fingerprint, specs)
-		return err
-	})
-}
-
-// step makes one random change and says what it was.
-func (c *churn) step() string {
-	c.n++
-	r := c.r
-	vm := c.pick()
-	switch k := r.IntN(100); {
-	case k < 45: // aliases: a few /32s and a block, from both ranges
-		var specs []model.AliasSpec
-		for range r.IntN(4) {
-			specs = append(specs, model.AliasSpec{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(r.IntN(4)), byte(r.IntN(256))}), 32), RangeName: "pods"})
-		}
-		if r.IntN(3) == 0 {
-			specs = append(specs, model.AliasSpec{Bits: 28, RangeName: "pods"})
-		}
-		if r.IntN(4) == 0 {
-			specs = append(specs, model.AliasSpec{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 128, 9, byte(r.IntN(256))}), 32)})
-		}
-		c.setAliases(vm, specs)
-		return "aliases " + vm
-	case k < 55: // move a /32 from one instance to another in two commits
-		a := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, 5, byte(r.IntN(8))}), 32)
-		for _, v := range c.vms {
-			ifc := c.w.s.Interface(proj, c.w.s.Instance(proj, zone, v).NICs[0])
-			if slices.ContainsFunc(ifc.Aliases, func(x model.Alias) bool { return x.Range == a }) {
-				c.setAliases(v, nil)
-			}
-		}
-		c.setAliases(vm, []model.AliasSpec{{Prefix: a, RangeName: "pods"}})
-		return "move " + a.String() + " to " + vm
-	case k < 65:
-		st := model.InstanceStopped
-		if r.IntN(2) == 0 {
-			st = model.InstanceRunning
-		}
-		c.w.try(func(tx *model.Txn) error { _, err := tx.SetInstanceStatus(proj, zone, vm, st); return err })
-		return "status " + vm + " " + st
-	case k < 72:
-		if c.w.s.NodeOf(proj, zone, vm) != nil {
-			c.w.try(func(tx *model.Txn) error { return tx.RemoveNode(proj, zone, "k", zone, vm) })
-			return "node leaves " + vm
-		}
-		c.w.try(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, vm); return err })
-		return "node joins " + vm
-	case k < 78:
-		name := fmt.Sprintf("n%d", c.n)
-		c.create(name)
-		return "create " + name
-	case k < 82:
-		if len(c.vms) > 3 && vm != "gw" {
-			if c.w.try(func(tx *model.Txn) error { return tx.DeleteInstance(proj, zone, vm) }) {
-				c.vms = slices.DeleteFunc(c.vms, func(s string) bool { return s == vm })
-			}
-		}
-		return "delete " + vm
-	case k < 87:
-		tags := []string{}
-		if r.IntN(2) == 0 {
-			tags = []string{"web"}
-		}
-		c.w.try(func(tx *model.Txn) error { _, err := tx.SetTags(proj, zone, vm, tags); return err })
-		return "tags " + vm
-	case k < 93:
-		name := fmt.Sprintf("fw%d", r.IntN(3))
-		if c.w.try(func(tx *model.Txn) error { return tx.DeleteFirewall(proj, name) }) {
-			return "delete firewall " + name
-		}
-		c.w.try(func(tx *model.Txn) error {
-			_, err := tx.CreateFirewall(model.Firewall{Project: proj, Name: name, Network: "vpc", Direction: model.Ingress, Priority: 900 + r.IntN(200),
-				Allowed: []model.FirewallProtocol{{Protocol: "tcp", Ports: []string{"22"}}}, SourceRanges: []netip.Prefix{pfx("172.16.0.0/22")}, TargetTags: []string{"web"}})
-			return err
-		})
-		return "create firewall " + name
-	default:
-		name := fmt.Sprintf("r%d", r.IntN(2))
-		if c.w.try(func(tx *model.Txn) error { return tx.DeleteRoute(proj, name) }) {
-			return "delete route " + name
-		}
-		c.w.try(func(tx *model.Txn) error {
-			_, err := tx.CreateRoute(model.Route{Project: proj, Name: name, Network: "vpc", DestRange: pfx(fmt.Sprintf("192.168.%d.0/24", 100+r.IntN(50))),
-				Priority: 1000, NextHopInstance: zone + "/" + vm})
-			return err
-		})
-		return "create route " + name + " via " + vm
-	}
 }
 
 // TestBuilderMatchesFullBuild runs random control-plane histories through
@@ -204,8 +88,8 @@ func TestBuilderMatchesFullBuild(t *testing.T) {
 		for i := range steps {
 			// One to three commits between two looks of the server (the
 			// server builds when asked, not at every commit).
-			for range 1 + c.r.IntN(3) {
-				history = append(history, c.step())
+			for range 1 + c.R.IntN(3) {
+				history = append(history, c.Step())
 			}
 			in := FromState(c.w.s, proj)
 			got, err := b.Update(in)
@@ -231,13 +115,13 @@ func TestBuilderMatchesFullBuild(t *testing.T) {
 			}
 			// The data plane looks now and then (deltas then span several
 			// specs), and sometimes starts over.
-			if c.r.IntN(3) == 0 {
+			if c.R.IntN(3) == 0 {
 				continue
 			}
 			var next *Spec
 			var ch *Changes
 			d := (*Delta)(nil)
-			if have != nil && c.r.IntN(20) != 0 {
+			if have != nil && c.R.IntN(20) != 0 {
 				d = b.Delta(have.ETag)
 			}
 			if d == nil {
@@ -347,7 +231,7 @@ func TestBuilderPatchesAliasChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.setAliases("vm2", []model.AliasSpec{{Prefix: pfx("172.16.3.3/32"), RangeName: "pods"}}) {
+	if !c.SetAliases("vm2", []model.AliasSpec{{Prefix: pfx("172.16.3.3/32"), RangeName: "pods"}}) {
 		t.Fatal("alias refused")
 	}
 	s1, _ := b.Update(FromState(c.w.s, proj))

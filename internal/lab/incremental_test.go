@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aliasnet/aliasnet/internal/fabric"
+	"github.com/aliasnet/aliasnet/internal/fabric/fabrictest"
 	"github.com/aliasnet/aliasnet/internal/model"
 )
 
@@ -174,121 +175,6 @@ func dumpLab(t *testing.T, l *Lab) string {
 	return strings.Join(out, "\n")
 }
 
-// labChurn makes random changes to a lab world: mostly alias changes,
-// moves, stops and starts, cluster nodes joining and leaving; sometimes
-// instances, tags, firewall rules and routes.
-type labChurn struct {
-	w   *world
-	r   *rand.Rand
-	vms []string
-	n   int
-}
-
-func (c *labChurn) try(m func(tx *model.Txn) error) bool {
-	tx := c.w.s.Begin("2026-01-01T00:00:00Z", func() uint64 { c.w.id++; return c.w.id })
-	if err := m(tx); err != nil {
-		tx.Rollback()
-		return false
-	}
-	return true
-}
-
-func (c *labChurn) aliases(vm string, specs []model.AliasSpec) bool {
-	return c.try(func(tx *model.Txn) error {
-		ifc := c.w.s.Interface(proj, c.w.s.Instance(proj, zone, vm).NICs[0])
-		if n := c.w.s.NodeOf(proj, zone, vm); n != nil {
-			specs = append(specs, model.AliasSpec{Prefix: n.PodRange, RangeName: "k8s-pods"})
-		}
-		_, err := tx.UpdateAliases(proj, zone, vm, "nic0", ifc.Fingerprint, specs)
-		return err
-	})
-}
-
-func (c *labChurn) step() string {
-	c.n++
-	r := c.r
-	vm := c.vms[r.IntN(len(c.vms))]
-	switch k := r.IntN(100); {
-	case k < 45:
-		var specs []model.AliasSpec
-		for range r.IntN(4) {
-			specs = append(specs, model.AliasSpec{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(2 + r.IntN(4)), byte(r.IntN(256))}), 32), RangeName: "pods"})
-		}
-		if r.IntN(3) == 0 {
-			specs = append(specs, model.AliasSpec{Bits: 28, RangeName: "pods"})
-		}
-		c.aliases(vm, specs)
-		return "aliases " + vm
-	case k < 55:
-		a := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, 7, byte(r.IntN(4))}), 32)
-		for _, v := range c.vms {
-			ifc := c.w.s.Interface(proj, c.w.s.Instance(proj, zone, v).NICs[0])
-			if slices.ContainsFunc(ifc.Aliases, func(x model.Alias) bool { return x.Range == a }) {
-				c.aliases(v, nil)
-			}
-		}
-		c.aliases(vm, []model.AliasSpec{{Prefix: a, RangeName: "pods"}})
-		return "move " + a.String() + " to " + vm
-	case k < 65:
-		st := model.InstanceStopped
-		if r.IntN(2) == 0 {
-			st = model.InstanceRunning
-		}
-		c.try(func(tx *model.Txn) error { _, err := tx.SetInstanceStatus(proj, zone, vm, st); return err })
-		return "status " + vm + " " + st
-	case k < 75:
-		if c.w.s.NodeOf(proj, zone, vm) != nil {
-			c.try(func(tx *model.Txn) error { return tx.RemoveNode(proj, zone, "k", zone, vm) })
-			return "node leaves " + vm
-		}
-		c.try(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, vm); return err })
-		return "node joins " + vm
-	case k < 80:
-		name := fmt.Sprintf("n%d", c.n)
-		if c.try(func(tx *model.Txn) error {
-			_, _, err := tx.CreateInstance(model.CreateInstanceReq{Instance: model.Instance{Project: proj, Zone: zone, Name: name},
-				NICs: []model.NICSpec{{Subnet: "s1"}}})
-			return err
-		}) {
-			c.vms = append(c.vms, name)
-		}
-		return "create " + name
-	case k < 84:
-		if strings.HasPrefix(vm, "n") && c.try(func(tx *model.Txn) error { return tx.DeleteInstance(proj, zone, vm) }) {
-			c.vms = slices.DeleteFunc(c.vms, func(s string) bool { return s == vm })
-		}
-		return "delete " + vm
-	case k < 88:
-		tags := []string{"web"}
-		if r.IntN(2) == 0 {
-			tags = nil
-		}
-		c.try(func(tx *model.Txn) error { _, err := tx.SetTags(proj, zone, vm, tags); return err })
-		return "tags " + vm
-	case k < 94:
-		name := fmt.Sprintf("churn-fw%d", r.IntN(2))
-		if c.try(func(tx *model.Txn) error { return tx.DeleteFirewall(proj, name) }) {
-			return "delete firewall " + name
-		}
-		c.try(func(tx *model.Txn) error {
-			_, err := tx.CreateFirewall(model.Firewall{Project: proj, Name: name, Network: "vpc", Direction: model.Ingress, Priority: 800,
-				Allowed: protos("tcp:22"), SourceRanges: []netip.Prefix{pfx("172.16.0.0/22")}, TargetTags: []string{"web"}})
-			return err
-		})
-		return "create firewall " + name
-	default:
-		if c.try(func(tx *model.Txn) error { return tx.DeleteRoute(proj, "churn-r") }) {
-			return "delete route"
-		}
-		c.try(func(tx *model.Txn) error {
-			_, err := tx.CreateRoute(model.Route{Project: proj, Name: "churn-r", Network: "vpc", DestRange: pfx("192.168.77.0/24"),
-				Priority: 1000, NextHopInstance: zone + "/" + vm})
-			return err
-		})
-		return "route via " + vm
-	}
-}
-
 // k8sWorld is vpnWorld plus a cluster on s1 (pods and services ranges)
 // whose node pool takes joined instances.
 func k8sWorld(t testing.TB) *world {
@@ -316,22 +202,18 @@ func k8sWorld(t testing.TB) *world {
 func TestLabIncrementalMatchesFull(t *testing.T) {
 	inc := newTestLabPrefix(t, "i")
 	w := k8sWorld(t)
-	c := &labChurn{w: w, r: rand.New(rand.NewPCG(uint64(os.Getpid()), 5)), vms: []string{"vm1", "vm2", "gw"}}
-	seed := c.r.Uint64()
-	c.r = rand.New(rand.NewPCG(seed, 5))
+	seed := rand.New(rand.NewPCG(uint64(os.Getpid()), 5)).Uint64()
+	c := &fabrictest.Churn{S: w.s, R: rand.New(rand.NewPCG(seed, 5)), Project: proj, Zone: zone,
+		VMs: []string{"vm1", "vm2", "gw"}, Keep: []string{"vm1", "vm2", "gw"},
+		AliasBase: netip.MustParseAddr("172.16.2.0"), PrimaryBase: netip.MustParseAddr("10.128.9.0"),
+		Try: w.try}
 	t.Logf("seed %d", seed)
-	bl := &fabric.Builder{Project: proj}
-	s0, err := bl.Update(fabric.FromState(w.s, proj))
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := s0.Expanded()
-	inc.reconcile(have)
+	bl, have := follow(t, inc, w)
 	var history []string
 	incremental, checks := 0, 0
 	for i := range 60 {
-		for range 1 + c.r.IntN(3) {
-			history = append(history, c.step())
+		for range 1 + c.R.IntN(3) {
+			history = append(history, c.Step())
 		}
 		s, err := bl.Update(fabric.FromState(w.s, proj))
 		if err != nil {

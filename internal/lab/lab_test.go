@@ -58,6 +58,30 @@ func (w *world) do(m func(tx *model.Txn) error) {
 	}
 }
 
+// try runs a mutation and keeps it only when the model accepts it.
+func (w *world) try(m func(tx *model.Txn) error) bool {
+	tx := w.s.Begin("2026-01-01T00:00:00Z", func() uint64 { w.id++; return w.id })
+	if err := m(tx); err != nil {
+		tx.Rollback()
+		return false
+	}
+	return true
+}
+
+// follow starts a server-side Builder on w and brings tl to its first
+// spec, as a supervisor following deltas starts.
+func follow(t testing.TB, tl *testLab, w *world) (*fabric.Builder, *fabric.Spec) {
+	t.Helper()
+	bl := &fabric.Builder{Project: proj}
+	s0, err := bl.Update(fabric.FromState(w.s, proj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := s0.Expanded()
+	tl.reconcile(have)
+	return bl, have
+}
+
 func nicSpec(subnet, ip string, aliases ...string) model.NICSpec {
 	n := model.NICSpec{Subnet: subnet}
 	if ip != "" {
@@ -524,13 +548,7 @@ func TestLabScale(t *testing.T) {
 	slicesSort(total)
 	t.Logf("one alias changed, whole spec + reconcile: median %v, max %v", total[len(total)/2], total[len(total)-1])
 
-	bl := &fabric.Builder{Project: proj}
-	s0, err := bl.Update(fabric.FromState(w.s, proj))
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := s0.Expanded()
-	tl.reconcile(have)
+	bl, have := follow(t, tl, w)
 	var server, client, inc []time.Duration
 	for i := range 20 {
 		as[0] = fmt.Sprintf("pods:172.31.254.%d", 2*i+1)
