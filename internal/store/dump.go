@@ -20,7 +20,7 @@ const dumpMagic = "aliasnet-snapshot/1\n"
 
 // WriteSnapshot writes snap to w in the snapshot file format.
 func WriteSnapshot(w io.Writer, snap Snapshot) error {
-	crc := crc32.New(crcTable)
+	crc := crc32.New(crcTable())
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<16)
 	bw.WriteString(dumpMagic)
 	var b []byte
@@ -48,7 +48,7 @@ func WriteSnapshot(w io.Writer, snap Snapshot) error {
 
 // ReadSnapshot reads a snapshot file, checking its checksum.
 func ReadSnapshot(r io.Reader) (Snapshot, error) {
-	crc := crc32.New(crcTable)
+	crc := crc32.New(crcTable())
 	br := bufio.NewReaderSize(r, 1<<16)
 	tr := io.TeeReader(br, crc)
 	bad := func(what string) error { return fmt.Errorf("store: not an aliasnet snapshot, or damaged: %s", what) }
