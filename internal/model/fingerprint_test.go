@@ -35,3 +35,17 @@ func TestContentFingerprintStable(t *testing.T) {
 		}
 	}
 }
+
+// Adding or removing an access config changes the fingerprint even when
+// no external address is held (a stopped instance).
+func TestContentFingerprintAccessConfig(t *testing.T) {
+	base := Interface{ID: "1", IP: netip.MustParseAddr("10.0.0.2")}
+	with := base
+	with.AccessConfig = &AccessConfig{Name: "External NAT", NetworkTier: "PREMIUM", Ephemeral: true}
+	other := base
+	other.AccessConfig = &AccessConfig{Name: "External NAT", NetworkTier: "STANDARD", Ephemeral: true}
+	fps := map[string]bool{base.ContentFingerprint(): true, with.ContentFingerprint(): true, other.ContentFingerprint(): true}
+	if len(fps) != 3 {
+		t.Errorf("fingerprints with no, a PREMIUM and a STANDARD access config: %d distinct, want 3", len(fps))
+	}
+}

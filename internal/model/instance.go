@@ -528,10 +528,12 @@ func (t *Txn) DeleteTemplate(project, name string) error {
 // fingerprint, and two replicas compute the same one.
 //
 // It runs inside the control plane's critical section on every interface
-// change, so it appends into a stack buffer instead of formatting; the
-// bytes hashed are exactly those of the original
-// "%s|%s|%s|%d|%s|%s|" + "%s/%s," per alias formatting, so stored
-// fingerprints stay valid.
+// change, so it appends into a stack buffer instead of formatting; for an
+// interface without an access config the bytes hashed are exactly those
+// of the original "%s|%s|%s|%d|%s|%s|" + "%s/%s," per alias formatting.
+// The access config counts (as in GCE, adding or removing one changes the
+// fingerprint, also on a stopped instance whose ephemeral address is
+// released).
 func (ifc *Interface) ContentFingerprint() string {
 	var buf [512]byte
 	b := append(buf[:0], ifc.ID...)
@@ -555,6 +557,17 @@ func (ifc *Interface) ContentFingerprint() string {
 		b = append(b, '/')
 		b = append(b, a.RangeName...)
 		b = append(b, ',')
+	}
+	if ac := ifc.AccessConfig; ac != nil {
+		// Appended only when present, so interfaces without one keep
+		// the fingerprints they were stored with.
+		b = append(b, "ac:"...)
+		b = append(b, ac.Name...)
+		b = append(b, '/')
+		b = append(b, ac.NetworkTier...)
+		if ac.Ephemeral {
+			b = append(b, "/ephemeral"...)
+		}
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
