@@ -152,7 +152,7 @@ func (t *Txn) takeNatIP(p *project, in *Instance, ifc *Interface, a netip.Addr, 
 				me.Reason = fmt.Sprintf("IP '%s' is already being used by another resource.", a)
 			case Exhausted:
 				me.Field = field
-				me.Reason = fmt.Sprintf("No external IP address is left in the pools of this server (%s).", t.s.poolList())
+				me.Reason = fmt.Sprintf("No external IP address is left in the pools of this server (%s): start it with more --eip-pool ranges, or create the instance without an access config (gcloud/aliasnet --no-address).", t.s.poolList())
 			}
 		}
 		return netip.Addr{}, err

@@ -120,7 +120,7 @@ func TestAccessConfigRules(t *testing.T) {
 			}
 			_, err := tx.AddAccessConfig("p", "us-central1-a", "vm2", "nic0", AccessConfigSpec{})
 			return err
-		}, Exhausted, "natIP", "No external IP address is left in the pools of this server (203.0.113.0/29)."},
+		}, Exhausted, "natIP", "No external IP address is left in the pools of this server (203.0.113.0/29): start it with more --eip-pool ranges, or create the instance without an access config (gcloud/aliasnet --no-address)."},
 		{"template with two access configs", func(f *fixture, tx *Txn) error {
 			_, err := tx.CreateTemplate(InstanceTemplate{Project: "p", Name: "t", NICs: []NICSpec{acs(AccessConfigSpec{}, AccessConfigSpec{})}})
 			return err
