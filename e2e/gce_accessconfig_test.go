@@ -61,6 +61,12 @@ func TestExternalIPsWithGoClient(t *testing.T) {
 		t.Fatalf("vm1 access config = %+v", ac)
 	}
 	first := ac.NatIP
+	// An explicit address for vm2 later: any pool address but vm1's
+	// (which was picked at random).
+	explicit := "198.51.100.6"
+	if first == explicit {
+		explicit = "198.51.100.5"
+	}
 
 	// An address in use: the operation fails as GCE's does.
 	op, err := c.Instances.Insert(proj, zone, &compute.Instance{Name: "vm2",
@@ -90,11 +96,11 @@ func TestExternalIPsWithGoClient(t *testing.T) {
 		t.Fatalf("vm2 has an access config it did not ask for: %+v", ac)
 	}
 	op = must(t)(c.Instances.AddAccessConfig(proj, zone, "vm2", "nic0",
-		&compute.AccessConfig{Name: "nat", NatIP: "198.51.100.6", NetworkTier: "STANDARD"}).Do())
+		&compute.AccessConfig{Name: "nat", NatIP: explicit, NetworkTier: "STANDARD"}).Do())
 	if op.OperationType != "addAccessConfig" || !strings.HasSuffix(op.Zone, "/zones/"+zone) || !strings.HasSuffix(op.TargetLink, "/instances/vm2") {
 		t.Errorf("operation = %+v", op)
 	}
-	if ac := natOf(t, c, "vm2"); ac == nil || ac.NatIP != "198.51.100.6" || ac.Name != "nat" || ac.NetworkTier != "STANDARD" {
+	if ac := natOf(t, c, "vm2"); ac == nil || ac.NatIP != explicit || ac.Name != "nat" || ac.NetworkTier != "STANDARD" {
 		t.Fatalf("vm2 after addAccessConfig: %+v", ac)
 	}
 	_, err = c.Instances.AddAccessConfig(proj, zone, "vm2", "nic0", &compute.AccessConfig{Name: "second"}).Do()
