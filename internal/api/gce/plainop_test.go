@@ -14,7 +14,7 @@ func TestPlainOpSameBytes(t *testing.T) {
 		{Kind: "compute#operation", Id: 18446744073709551615, Name: "operation-1-00", Status: "DONE", Progress: 100,
 			TargetId: 7, SelfLink: "http://x/compute/v1/projects/p/zones/z/operations/operation-1-00", Zone: "http://x/z"},
 		{Kind: "compute#operation", Name: "op", Status: "DONE",
-			Error: &compute.OperationError{Errors: []*compute.OperationErrorErrors{{Code: "IP_SPACE_EXHAUSTED", Message: "m"}}},
+			Error:               &compute.OperationError{Errors: []*compute.OperationErrorErrors{{Code: "IP_SPACE_EXHAUSTED", Message: "m"}}},
 			HttpErrorStatusCode: 400, HttpErrorMessage: "BAD REQUEST"},
 	} {
 		want, err := json.Marshal(op)
