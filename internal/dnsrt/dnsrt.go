@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -329,29 +328,7 @@ func (rt *Runtime) Addr() net.Addr {
 // Listen binds UDP and TCP on the configured address (the same port for
 // both).
 func (rt *Runtime) Listen() (net.PacketConn, net.Listener, error) {
-	addr := rt.cfg.Listen
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dns listen address %q: %w", addr, err)
-	}
-	var lastErr error
-	for range 20 {
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dns listen udp %s: %w", addr, err)
-		}
-		p := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
-		if err == nil {
-			return pc, ln, nil
-		}
-		pc.Close()
-		lastErr = err
-		if port != "0" {
-			break
-		}
-	}
-	return nil, nil, fmt.Errorf("dns listen tcp %s: %w", addr, lastErr)
+	return dnsserver.ListenBoth(rt.cfg.Listen)
 }
 
 // Serve answers on pc and ln (from Listen) and rebuilds the table after

@@ -90,7 +90,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("dnsserver: ListenAndServe called more than once")
 	}
-	pc, ln, err := listenBoth(addr)
+	pc, ln, err := ListenBoth(addr)
 	if err != nil {
 		return err
 	}
@@ -147,8 +147,9 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return nil
 }
 
-// listenBoth binds UDP and TCP on the same port.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+// ListenBoth binds UDP and TCP on the same port (with port 0, a port
+// free for both).
+func ListenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dnsserver: address %q: %w", addr, err)
