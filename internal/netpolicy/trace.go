@@ -267,16 +267,6 @@ func (t *tracer) run(f *iface) {
 			t.drop(d)
 			return
 		}
-		if to == f {
-			d := base
-			d.Kind = StepDeliver
-			d.Result = Delivered
-			d.Detail = fmt.Sprintf("%s is an address of the sending interface itself (%s): the guest delivers it locally", t.dst, ownWhy(to, pfx, t.dst))
-			t.step(d)
-			t.res.Verdict = Delivered
-			t.res.DeliveredTo = &Endpoint{Instance: instKey, Interface: nic, Network: netKey}
-			return
-		}
 		t.arrive(to, false, pfx)
 	case HopInstance:
 		to := t.e.ifaces[f.net.project+"/"+hop.Interface]
