@@ -45,18 +45,7 @@ type churn struct {
 
 func newChurn(t *testing.T, seed uint64) *churn {
 	w := testWorld(t)
-	w.do(func(tx *model.Txn) error {
-		sn := w.s.Subnet(proj, "us-central1", "s1")
-		_, err := tx.SetSecondaryRanges(proj, "us-central1", "s1", sn.Fingerprint,
-			append(slices.Clone(sn.Secondary), model.SecondaryRange{Name: "k8s-pods", Range: pfx("172.24.0.0/16")}, model.SecondaryRange{Name: "k8s-svc", Range: pfx("172.25.0.0/20")}))
-		return err
-	})
-	w.do(func(tx *model.Txn) error {
-		_, _, err := tx.CreateCluster(model.CreateClusterReq{Cluster: model.Cluster{Project: proj, Location: zone, Name: "k", Network: "vpc",
-			Subnet: "us-central1/s1", PodsRange: "k8s-pods", ServicesRange: "k8s-svc", MaxPodsPerNode: 32,
-			NodePools: []model.NodePool{{Name: "pool", Zones: []string{zone}}}}, PoolSizes: []int{0}})
-		return err
-	})
+	fabrictest.AddCluster(w.s, w.do, proj, zone)
 	c := &churn{w: w, Churn: &fabrictest.Churn{S: w.s, R: rand.New(rand.NewPCG(seed, 7)), Project: proj, Zone: zone,
 		VMs: []string{"vm1", "vm2", "gw"}, Keep: []string{"vm1", "vm2", "gw"},
 		AliasBase: netip.MustParseAddr("172.16.2.0"), PrimaryBase: netip.MustParseAddr("10.128.9.0"), Try: w.try}}

@@ -179,18 +179,7 @@ func dumpLab(t *testing.T, l *Lab) string {
 // whose node pool takes joined instances.
 func k8sWorld(t testing.TB) *world {
 	w := vpnWorld(t)
-	w.do(func(tx *model.Txn) error {
-		sn := w.s.Subnet(proj, "us-central1", "s1")
-		_, err := tx.SetSecondaryRanges(proj, "us-central1", "s1", sn.Fingerprint, append(slices.Clone(sn.Secondary),
-			model.SecondaryRange{Name: "k8s-pods", Range: pfx("172.24.0.0/16")}, model.SecondaryRange{Name: "k8s-svc", Range: pfx("172.25.0.0/20")}))
-		return err
-	})
-	w.do(func(tx *model.Txn) error {
-		_, _, err := tx.CreateCluster(model.CreateClusterReq{Cluster: model.Cluster{Project: proj, Location: zone, Name: "k", Network: "vpc",
-			Subnet: "us-central1/s1", PodsRange: "k8s-pods", ServicesRange: "k8s-svc", MaxPodsPerNode: 32,
-			NodePools: []model.NodePool{{Name: "pool", Zones: []string{zone}}}}, PoolSizes: []int{0}})
-		return err
-	})
+	fabrictest.AddCluster(w.s, w.do, proj, zone)
 	return w
 }
 
@@ -312,14 +301,8 @@ func lineDiff(got, want string) string {
 func TestLabPodRangeNotLocal(t *testing.T) {
 	tl := newTestLab(t)
 	w := k8sWorld(t)
-	bl := &fabric.Builder{Project: proj}
-	s0, err := bl.Update(fabric.FromState(w.s, proj))
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := s0.Expanded()
-	tl.reconcile(have)
-	follow := func() {
+	bl, have := follow(t, tl, w)
+	next := func() {
 		t.Helper()
 		s, err := bl.Update(fabric.FromState(w.s, proj))
 		if err != nil {
@@ -376,7 +359,7 @@ func TestLabPodRangeNotLocal(t *testing.T) {
 
 	// vm1 joins the cluster: its new alias is its pod range.
 	w.do(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, "vm1"); return err })
-	follow()
+	next()
 	node := w.s.NodeOf(proj, zone, "vm1")
 	in, _ := have.Instance(proj, zone, "vm1")
 	if in.NICs[0].PodRange != node.PodRange || !slices.Contains(in.NICs[0].Aliases, node.PodRange) {
@@ -410,7 +393,7 @@ func TestLabPodRangeNotLocal(t *testing.T) {
 
 	// vm1 leaves: the pod range goes away.
 	w.do(func(tx *model.Txn) error { return tx.RemoveNode(proj, zone, "k", zone, "vm1") })
-	follow()
+	next()
 	if got := local(); !slices.Equal(got, []netip.Prefix{pfx("172.16.0.0/24")}) {
 		t.Errorf("vm1 after leaving: local routes %v", got)
 	}

@@ -12,6 +12,27 @@ import (
 	"github.com/aliasnet/aliasnet/internal/model"
 )
 
+// AddCluster gives a world what Churn's node changes need: secondary
+// ranges "k8s-pods" (172.24.0.0/16) and "k8s-svc" (172.25.0.0/20) on
+// subnet s1 of network "vpc" in us-central1, and cluster "k" using them
+// with an empty node pool "pool" in zone. do runs a mutation that must
+// succeed.
+func AddCluster(s *model.State, do func(func(tx *model.Txn) error), project, zone string) {
+	do(func(tx *model.Txn) error {
+		sn := s.Subnet(project, "us-central1", "s1")
+		_, err := tx.SetSecondaryRanges(project, "us-central1", "s1", sn.Fingerprint, append(slices.Clone(sn.Secondary),
+			model.SecondaryRange{Name: "k8s-pods", Range: netip.MustParsePrefix("172.24.0.0/16")},
+			model.SecondaryRange{Name: "k8s-svc", Range: netip.MustParsePrefix("172.25.0.0/20")}))
+		return err
+	})
+	do(func(tx *model.Txn) error {
+		_, _, err := tx.CreateCluster(model.CreateClusterReq{Cluster: model.Cluster{Project: project, Location: zone, Name: "k", Network: "vpc",
+			Subnet: "us-central1/s1", PodsRange: "k8s-pods", ServicesRange: "k8s-svc", MaxPodsPerNode: 32,
+			NodePools: []model.NodePool{{Name: "pool", Zones: []string{zone}}}}, PoolSizes: []int{0}})
+		return err
+	})
+}
+
 // Churn makes random changes to a world: mostly the instance-local ones a
 // fabric builder patches (aliases set, moved and cleared, instances
 // stopped and started, nodes joining and leaving a cluster), and now and
