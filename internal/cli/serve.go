@@ -49,6 +49,12 @@ func newServeCmd() *cobra.Command {
 			if err := sf.apply(&cfg); err != nil {
 				return err
 			}
+			if cfg.OperationRetention <= 0 {
+				return fmt.Errorf("--operation-retention %s: must be a positive duration (GCE keeps requestId deduplication for at least 1h)", cfg.OperationRetention)
+			}
+			if cfg.MaxOperations <= 0 {
+				return fmt.Errorf("--max-operations %d: must be positive", cfg.MaxOperations)
+			}
 			if pprofListen != "" {
 				if err := servePprof(pprofListen, cfg.Logger); err != nil {
 					return err
