@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,11 +68,19 @@ func BenchmarkHA(b *testing.B) {
 					st.Stats.Requests += x.Stats.Requests
 					st.Stats.Conflicts += x.Stats.Conflicts
 					st.Stats.Retries += x.Stats.Retries
+					st.Stats.CommitMicros += x.Stats.CommitMicros
+					st.Stats.ScheduleMicros += x.Stats.ScheduleMicros
+					st.Stats.CommitOps += x.Stats.CommitOps
+					st.Stats.CommitBytes += x.Stats.CommitBytes
 				}
 				n := float64(st.Stats.Requests)
 				b.ReportMetric(float64(st.Stats.Conflicts)/float64(st.Stats.Commits+st.Stats.Conflicts), "conflicts/txn")
 				b.ReportMetric(float64(st.Stats.Retries)/n, "retries/alloc")
 				b.ReportMetric(n/float64(st.Stats.Commits), "allocs/txn")
+				b.ReportMetric(float64(st.Stats.CommitMicros)/float64(st.Stats.Commits)/1000, "txn-ms")
+				b.ReportMetric(float64(st.Stats.ScheduleMicros)/float64(st.Stats.Commits)/1000, "sched-ms/txn")
+				b.ReportMetric(float64(st.Stats.CommitOps)/float64(st.Stats.Commits), "writes/txn")
+				b.ReportMetric(float64(st.Stats.CommitBytes)/float64(st.Stats.Commits), "bytes/txn")
 			}
 		})
 	}
@@ -172,55 +178,24 @@ func haLoad(b *testing.B, servers []*Server, networks, subnetsPer int) haResult 
 				fmt.Sprintf("10.%d.%d.%d/32", k/16, (k%16)*16+1+i/nsub/100, 10+2*(i/nsub%100)),
 				fmt.Sprintf("10.%d.%d.%d/32", k/16, (k%16)*16+1+i/nsub/100, 11+2*(i/nsub%100)),
 			}
-			base := s.URL() + "/compute/v1/projects/" + proj + "/zones/" + zone + "/instances/" + name
-			fingerprint := func() string {
-				resp, err := hc.Get(base)
-				if err != nil {
-					b.Error(err)
-					return ""
-				}
-				defer resp.Body.Close()
-				var in compute.Instance
-				json.NewDecoder(resp.Body).Decode(&in)
-				return in.NetworkInterfaces[0].Fingerprint
+			f, err := newAliasFlipper(hc, s.URL()+"/compute/v1/projects/"+proj+"/zones/"+zone+"/instances/"+name, alias)
+			if err != nil {
+				b.Error(err)
+				return
 			}
-			fp := map[int]string{-1: fingerprint()}
-			cur := -1
 			var mine []time.Duration
 			n := 0
 			for {
-				now := time.Now()
-				if now.After(end) {
+				t0 := time.Now()
+				if t0.After(end) {
 					break
 				}
-				next := 0
-				if cur == 0 {
-					next = 1
-				}
-				body, _ := json.Marshal(map[string]any{"fingerprint": fp[cur], "aliasIpRanges": []map[string]string{{"ipCidrRange": alias[next]}}})
-				req, _ := http.NewRequest(http.MethodPatch, base+"/updateNetworkInterface?networkInterface=nic0", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				t0 := time.Now()
-				resp, err := hc.Do(req)
-				if err != nil {
+				if err := f.flip(); err != nil {
 					b.Error(err)
 					return
 				}
-				var op compute.Operation
-				json.NewDecoder(resp.Body).Decode(&op)
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				d := time.Since(t0)
-				if resp.StatusCode != 200 || op.Error != nil {
-					b.Errorf("update %s: HTTP %d %+v", name, resp.StatusCode, op.Error)
-					return
-				}
-				cur = next
-				if _, ok := fp[cur]; !ok {
-					fp[cur] = fingerprint()
-				}
 				if t0.After(measureFrom) {
-					mine = append(mine, d)
+					mine = append(mine, time.Since(t0))
 					n++
 				}
 			}

@@ -71,6 +71,7 @@ type replicaStatus struct {
 	Rev        int64 `json:"rev"`
 	Stats      struct {
 		Commits, Requests, Conflicts, Unknown, Retries, Syncs, Remote, Reloads, Applied int64
+		CommitMicros, ScheduleMicros, CommitOps, CommitBytes                            int64
 	} `json:"stats"`
 }
 

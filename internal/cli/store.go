@@ -2,14 +2,12 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -219,13 +217,13 @@ func copyInto(ctx context.Context, g *Globals, snap store.Snapshot, from, spec s
 		if errors.Is(err, store.ErrNotEmpty) {
 			return fmt.Errorf("%s: %w; restore into a new --data-dir or an unused --etcd-prefix", desc, err)
 		}
-		return fmt.Errorf("%s: %w (the target may hold part of the copy: empty it before trying again)", desc, err)
+		return fmt.Errorf("%s: %w (the target holds part of the copy and servers refuse to start on it: run the same command again to finish it)", desc, err)
 	}
 	got, err := dst.Load(ctx)
 	if err != nil {
 		return err
 	}
-	if a, b := digest(snap), digest(got); a != b {
+	if a, b := snap.Digest(), got.Digest(); a != b {
 		return fmt.Errorf("%s: copy differs from the source after writing (%d keys written, %d read back)", desc, len(snap.KVs), len(got.KVs))
 	}
 	fmt.Fprintf(g.Out, "copied %d keys from %s (revision %d) to %s in %s; verified\n",
@@ -233,13 +231,3 @@ func copyInto(ctx context.Context, g *Globals, snap store.Snapshot, from, spec s
 	return nil
 }
 
-func digest(snap store.Snapshot) string {
-	kvs := slices.Clone(snap.KVs)
-	slices.SortFunc(kvs, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
-	h := sha256.New()
-	for _, kv := range kvs {
-		fmt.Fprintf(h, "%d:%s%d:", len(kv.Key), kv.Key, len(kv.Value))
-		h.Write(kv.Value)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
-}

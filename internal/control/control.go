@@ -233,6 +233,11 @@ var newByKind = map[string]func() any{
 // allocations are a few hundred thousand JSON records), so it runs on
 // every core; the records keep their store order.
 func decodeAll(kvs []store.KV) (model.Snapshot, opStore, map[string]string, error) {
+	for _, kv := range kvs {
+		if kv.Key == store.RestoreMarker {
+			return model.Snapshot{}, newOpStore(), nil, fmt.Errorf("control: %w: it holds part of a copy (snapshot digest %.12s); run the same aliasnet store restore or migrate command again to finish it, or empty the store", store.ErrRestoreUnfinished, kv.Value)
+		}
+	}
 	vals := make([]any, len(kvs))
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(kvs)/1024))
 	errs := make([]error, workers)
@@ -425,7 +430,7 @@ func (s *Service) Do(ctx context.Context, op Op, m Mutation) (*Operation, error)
 	txn, err := encodeChanges(changes)
 	if err == nil {
 		var ob []byte
-		ob, err = json.Marshal(o)
+		ob, err = encodeOp(o)
 		txn.Puts = append(txn.Puts, store.KV{Key: o.Key(), Value: ob})
 		if rk != "" {
 			txn.Puts = append(txn.Puts, store.KV{Key: rk, Value: []byte(o.Key())})

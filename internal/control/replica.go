@@ -105,6 +105,14 @@ type ReplicaStats struct {
 	Remote    int64 `json:"remote"`    // changes applied from other replicas
 	Reloads   int64 `json:"reloads"`   // full reloads (compaction, divergence)
 	Applied   int64 `json:"applied"`   // revision the replica has applied
+	// What the committed transactions cost: time from submit to answer
+	// (divided by Commits, the mean store round trip), time spent
+	// deciding and grouping under the state lock, writes (puts and
+	// deletes) and bytes of keys and values.
+	CommitMicros   int64 `json:"commitMicros"`
+	ScheduleMicros int64 `json:"scheduleMicros"`
+	CommitOps      int64 `json:"commitOps"`
+	CommitBytes    int64 `json:"commitBytes"`
 }
 
 type replica struct {
@@ -130,6 +138,7 @@ type replica struct {
 
 	stats struct {
 		commits, requests, conflicts, unknown, retries, syncs, remote, reloads atomic.Int64
+		commitMicros, scheduleMicros, commitOps, commitBytes                   atomic.Int64
 	}
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -343,7 +352,14 @@ func (r *replica) decide(w *work) bool {
 		txn.Guards = append(txn.Guards, store.Guard{Key: k, NotAfter: r.seenThrough(k)})
 		w.keys = append(w.keys, k)
 	}
-	ob, _ := json.Marshal(&o)
+	ob, err := encodeOp(&o)
+	if err != nil {
+		if tx != nil {
+			tx.Rollback()
+		}
+		r.finish(w, nil, fmt.Errorf("control: encode operation: %w", err))
+		return false
+	}
 	txn.Puts = append(txn.Puts, store.KV{Key: o.Key(), Value: ob})
 	txn.Guards = append(txn.Guards, store.Guard{Key: o.Key()}) // must not exist
 	w.keys = append(w.keys, o.Key())
@@ -541,6 +557,8 @@ func (r *replica) schedule(cands []*work) {
 		r.parked = append(r.parked, cands...)
 		return
 	}
+	t0 := time.Now()
+	defer func() { r.stats.scheduleMicros.Add(time.Since(t0).Microseconds()) }()
 	var open []*batch
 	for _, w := range cands {
 		if !r.decide(w) {
@@ -646,6 +664,9 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 	r.inflight--
 	if err == nil {
 		r.stats.commits.Add(1)
+		r.stats.commitMicros.Add(time.Since(b.sent).Microseconds())
+		r.stats.commitOps.Add(int64(b.ops))
+		r.stats.commitBytes.Add(int64(b.bytes))
 		r.stats.requests.Add(int64(len(b.works)))
 		if rev > r.applied {
 			r.own[rev] = true
@@ -1106,7 +1127,9 @@ func (r *replica) statsNow() ReplicaStats {
 	r.s.mu.RUnlock()
 	return ReplicaStats{Commits: r.stats.commits.Load(), Requests: r.stats.requests.Load(),
 		Conflicts: r.stats.conflicts.Load(), Unknown: r.stats.unknown.Load(), Retries: r.stats.retries.Load(),
-		Syncs: r.stats.syncs.Load(), Remote: r.stats.remote.Load(), Reloads: r.stats.reloads.Load(), Applied: applied}
+		Syncs: r.stats.syncs.Load(), Remote: r.stats.remote.Load(), Reloads: r.stats.reloads.Load(), Applied: applied,
+		CommitMicros: r.stats.commitMicros.Load(), ScheduleMicros: r.stats.scheduleMicros.Load(),
+		CommitOps: r.stats.commitOps.Load(), CommitBytes: r.stats.commitBytes.Load()}
 }
 
 // Replicated reports whether the service runs as one of several replicas

@@ -3,11 +3,14 @@ package store
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
+	"strings"
 )
 
 // The snapshot file format is the same for every backend, so a backup of
@@ -118,18 +121,64 @@ func (t *teeByteReader) ReadByte() (byte, error) {
 // ErrNotEmpty is returned by Restore into a store that holds keys.
 var ErrNotEmpty = errors.New("store: target store is not empty")
 
+// RestoreMarker is the key a restore writes before any of the state and
+// deletes after the whole copy is written and checked. A store cannot take
+// a large restore in one transaction (etcd refuses more than --max-txn-ops,
+// 128 by default, operations per transaction), so a restore that fails
+// half-way leaves part of the state behind: the marker makes that visible,
+// servers refuse to start on it (ErrRestoreUnfinished), and running the
+// same restore again finishes it.
+const RestoreMarker = "aliasnet/restore-unfinished"
+
+// ErrRestoreUnfinished is returned for a store holding RestoreMarker.
+var ErrRestoreUnfinished = errors.New("store: holds an unfinished restore or migration")
+
+// Digest is a hash of the snapshot's keys and values, independent of
+// their order.
+func (s Snapshot) Digest() string {
+	kvs := slices.Clone(s.KVs)
+	slices.SortFunc(kvs, func(a, b KV) int { return strings.Compare(a.Key, b.Key) })
+	h := sha256.New()
+	for _, kv := range kvs {
+		fmt.Fprintf(h, "%d:%s%d:", len(kv.Key), kv.Key, len(kv.Value))
+		h.Write(kv.Value)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
 // Restore writes every key of snap into an empty store, in transactions
-// of at most batch keys (etcd refuses more than --max-txn-ops, 128 by
-// default, operations per transaction). It is not atomic: nothing may use
-// the store meanwhile, and a failed restore is retried into an emptied
-// store.
+// of at most batch keys, between writing RestoreMarker (whose value is
+// snap's digest) and deleting it once what the store holds reads back
+// equal to snap. A store holding only the marker of this same snapshot and
+// some of its keys is an earlier run of this restore that failed: it is
+// finished. Nothing may use the store meanwhile.
 func Restore(ctx context.Context, s Store, snap Snapshot, batch int) error {
+	want := snap.Digest()
 	cur, err := s.Load(ctx)
 	if err != nil {
 		return err
 	}
-	if len(cur.KVs) > 0 {
+	resume := false
+	for _, kv := range cur.KVs {
+		if kv.Key == RestoreMarker {
+			if string(kv.Value) != want {
+				return fmt.Errorf("%w: an unfinished restore of another snapshot (digest %.12s)", ErrNotEmpty, kv.Value)
+			}
+			resume = true
+		}
+	}
+	if len(cur.KVs) > 0 && !resume {
 		return fmt.Errorf("%w (%d keys)", ErrNotEmpty, len(cur.KVs))
+	}
+	for _, kv := range snap.KVs {
+		if kv.Key == RestoreMarker {
+			return fmt.Errorf("store: the snapshot holds %s: it was taken of an unfinished restore", RestoreMarker)
+		}
+	}
+	if !resume {
+		if _, err := s.Submit(Txn{Guards: []Guard{{Key: RestoreMarker}}, Puts: []KV{{Key: RestoreMarker, Value: []byte(want)}}}).Wait(ctx); err != nil {
+			return fmt.Errorf("store: restore: write marker: %w", err)
+		}
 	}
 	if batch <= 0 {
 		batch = 100
@@ -149,6 +198,17 @@ func Restore(ctx context.Context, s Store, snap Snapshot, batch int) error {
 		if _, err := c.Wait(ctx); err != nil {
 			return err
 		}
+	}
+	got, err := s.Load(ctx)
+	if err != nil {
+		return err
+	}
+	got.KVs = slices.DeleteFunc(got.KVs, func(kv KV) bool { return kv.Key == RestoreMarker })
+	if got.Digest() != want {
+		return fmt.Errorf("store: restore: the store holds %d keys that differ from the snapshot's %d (keys other than the snapshot's were written meanwhile?)", len(got.KVs), len(snap.KVs))
+	}
+	if _, err := s.Submit(Txn{Deletes: []string{RestoreMarker}}).Wait(ctx); err != nil {
+		return fmt.Errorf("store: restore: delete marker: %w", err)
 	}
 	return nil
 }

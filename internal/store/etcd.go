@@ -361,7 +361,9 @@ func (e *Etcd) commit(t Txn) (int64, error) {
 	if err != nil {
 		var ee rpctypes.EtcdError
 		if errors.As(err, &ee) && ee.Code() == codes.InvalidArgument {
-			return 0, fmt.Errorf("%w: %v (%d compares, %d operations)", ErrRejected, err, len(cmps), len(ops))
+			return 0, fmt.Errorf("%w: %v (this change needs %d compares and %d operations in one transaction; "+
+				"etcd allows --max-txn-ops, 128 by default, of each and --max-request-bytes, 1.5 MiB by default: raise them on every member for changes this large)",
+				ErrRejected, err, len(cmps), len(ops))
 		}
 		return 0, fmt.Errorf("store: etcd commit (outcome unknown): %w", err)
 	}

@@ -287,3 +287,21 @@ func TestEtcdTLS(t *testing.T) {
 		t.Fatalf("load %v", m)
 	}
 }
+
+// TestEtcdTxnLimit: a transaction over etcd's --max-txn-ops is refused as
+// ErrRejected (not as an unknown outcome), naming the limit to raise.
+func TestEtcdTxnLimit(t *testing.T) {
+	s := openEtcdAt(t, fmt.Sprintf("/limit-%d/", time.Now().UnixNano()))
+	defer s.Close()
+	var tx Txn
+	for i := range 200 {
+		tx.Puts = append(tx.Puts, KV{Key: fmt.Sprintf("k%d", i), Value: []byte("v")})
+	}
+	_, err := s.Submit(tx).Wait(context.Background())
+	if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "--max-txn-ops") || !strings.Contains(err.Error(), "200 operations") {
+		t.Fatalf("200 puts in one transaction: %v", err)
+	}
+	if m := load(t, s); len(m) != 0 {
+		t.Fatalf("a refused transaction wrote %d keys", len(m))
+	}
+}
