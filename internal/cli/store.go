@@ -230,4 +230,3 @@ func copyInto(ctx context.Context, g *Globals, snap store.Snapshot, from, spec s
 		len(snap.KVs), from, snap.Rev, desc, time.Since(start).Round(time.Millisecond))
 	return nil
 }
-
