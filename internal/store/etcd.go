@@ -270,9 +270,12 @@ func (e *Etcd) Submit(t Txn) *Commit {
 		p.next = append(p.next, q)
 	}
 	q.deps = len(preds)
+	// Decided under the lock: once it is released a predecessor may
+	// finish, count deps down to zero and start q itself.
+	start := q.deps == 0
 	e.wg.Add(1)
 	e.mu.Unlock()
-	if q.deps == 0 {
+	if start {
 		go e.run(q)
 	}
 	return c
