@@ -178,6 +178,8 @@ func closedChan() chan struct{} {
 // Prefixes of store keys by kind.
 func kindOf(key string) string {
 	switch {
+	case strings.HasPrefix(key, opBatchPrefix):
+		return "opbatch"
 	case k8sKind(key) != "": // clusters (k8s.go); exact, so first
 		return k8sKind(key)
 	case strings.Contains(key, "/operations/"):
@@ -255,6 +257,14 @@ func decodeAll(kvs []store.KV) (model.Snapshot, opStore, map[string]string, erro
 				case "operation":
 					vals[i] = kvs[i].Value
 					continue
+				case "opbatch":
+					var es []batchEntry
+					if err := json.Unmarshal(kvs[i].Value, &es); err != nil {
+						errs[w] = fmt.Errorf("control: decode %s: %w", kvs[i].Key, err)
+						return
+					}
+					vals[i] = es
+					continue
 				}
 				mk := newByKind[kind]
 				if mk == nil {
@@ -302,6 +312,13 @@ func decodeAll(kvs []store.KV) (model.Snapshot, opStore, map[string]string, erro
 			ms.DNSZones = append(ms.DNSZones, v)
 		case []byte:
 			ops.putRaw(kvs[i].Key, v)
+		case []batchEntry:
+			keys := make([]string, len(v))
+			for j, e := range v {
+				ops.putRaw(e.Key, e.Op)
+				keys[j] = e.Key
+			}
+			ops.addBatch(kvs[i].Key, keys)
 		case *model.Cluster:
 			ms.Clusters = append(ms.Clusters, v)
 		case *model.ClusterNode:

@@ -130,6 +130,7 @@ type replica struct {
 	own      map[int64]bool   // revisions we committed that the watch has not passed
 	keyDoms  map[string][]string
 	paused   bool
+	batchSeq uint64
 	parked   []*work
 	inflight int     // transactions in flight
 	queued   []*work // arrived while maxInflight transactions were in flight
@@ -156,6 +157,7 @@ type work struct {
 	// The current decision.
 	tx      *model.Txn
 	txn     store.Txn
+	ob      []byte              // the operation, as stored (encodeOp)
 	keys    []string            // keys written
 	doms    []string            // domains written
 	keyDoms map[string][]string // domains of each resource written
@@ -179,6 +181,7 @@ type batch struct {
 	own      bool
 	catching bool // failed; waiting for the watch before deciding again
 	sent     time.Time
+	opKey    string // the key of its operations' record (opBatchPrefix)
 }
 
 func newReplica(s *Service, st replicaStore) *replica {
@@ -360,19 +363,16 @@ func (r *replica) decide(w *work) bool {
 		r.finish(w, nil, fmt.Errorf("control: encode operation: %w", err))
 		return false
 	}
-	txn.Puts = append(txn.Puts, store.KV{Key: o.Key(), Value: ob})
-	txn.Guards = append(txn.Guards, store.Guard{Key: o.Key()}) // must not exist
-	w.keys = append(w.keys, o.Key())
 	if w.rk != "" {
 		txn.Puts = append(txn.Puts, store.KV{Key: w.rk, Value: []byte(o.Key())})
 		txn.Guards = append(txn.Guards, store.Guard{Key: w.rk})
 		w.keys = append(w.keys, w.rk)
 	}
-	w.bytes = 0
+	w.bytes = len(o.Key()) + len(ob) + 16 // its part of the batch's operation record
 	for _, kv := range txn.Puts {
 		w.bytes += len(kv.Key) + len(kv.Value) + 16
 	}
-	w.tx, w.txn = tx, txn
+	w.tx, w.txn, w.ob = tx, txn, ob
 	w.o = &o
 	return true
 }
@@ -647,6 +647,13 @@ func (r *replica) submit(b *batch) {
 		txn.Puts = append(txn.Puts, w.txn.Puts...)
 		txn.Deletes = append(txn.Deletes, w.txn.Deletes...)
 	}
+	// The operations of the whole transaction go in one record, under a
+	// key no other transaction uses: it needs no guard. (What stops a
+	// call from committing twice is the fence after an unknown outcome;
+	// see fence.)
+	r.batchSeq++
+	b.opKey = fmt.Sprintf("%s%013d-%s-%d", opBatchPrefix, time.Now().UnixMilli(), r.id, r.batchSeq)
+	txn.Puts = append(txn.Puts, store.KV{Key: b.opKey, Value: batchRecord(b.works)})
 	for _, d := range b.doms {
 		r.busy[d] = b
 	}
@@ -679,6 +686,11 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 				}
 			}
 		}
+		opKeys := make([]string, len(b.works))
+		for i, w := range b.works {
+			opKeys[i] = w.o.Key()
+		}
+		s.ops.addBatch(b.opKey, opKeys)
 		for _, w := range b.works {
 			s.ops.put(w.o.Key(), w.o)
 			if w.rk != "" {
@@ -735,7 +747,7 @@ func (r *replica) complete(b *batch, c *store.Commit) {
 	s.mu.Unlock()
 	target := rev
 	if !errors.Is(err, store.ErrConflict) {
-		target = r.currentRev()
+		target = r.fence(b.doms)
 	}
 	r.waitApplied(target)
 	if errors.Is(err, store.ErrConflict) {
@@ -756,6 +768,57 @@ func (w *work) changes() []model.Change {
 		return nil
 	}
 	return w.tx.Changes()
+}
+
+// fence makes a transaction whose outcome is unknown unable to commit
+// from now on, and returns a revision at or after which it committed if it
+// did. It rewrites the version keys of the domains the transaction wrote,
+// each of which it guards with "unchanged since my decision": if it is
+// still on its way through etcd, it now fails. Without the fence a call
+// decided again after catching up could commit twice — the first attempt
+// landing after the catch-up — since no per-call key would collide.
+func (r *replica) fence(doms []string) int64 {
+	var txn store.Txn
+	for _, d := range doms {
+		txn.Puts = append(txn.Puts, store.KV{Key: d, Value: []byte(r.id)})
+	}
+	backoff := 20 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rev, err := r.st.Submit(txn).Wait(ctx)
+		cancel()
+		if err == nil {
+			return rev
+		}
+		// Rewriting the keys again is harmless: retry until it is known
+		// to have committed.
+		r.s.log.Warn("store unreachable while fencing an unknown commit", "err", err)
+		time.Sleep(backoff)
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// batchRecord is the stored value of a batch's operations: a JSON array
+// of batchEntry.
+func batchRecord(ws []*work) []byte {
+	n := 2
+	for _, w := range ws {
+		n += len(w.o.Key()) + len(w.ob) + 16
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, w := range ws {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		k, _ := json.Marshal(w.o.Key())
+		b = append(b, `{"k":`...)
+		b = append(b, k...)
+		b = append(b, `,"o":`...)
+		b = append(b, w.ob...)
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // takeQueued returns the works that arrived while the in-flight limit was
@@ -968,7 +1031,7 @@ func (r *replica) applyRemote(ev store.Event) error {
 	var res []store.KV
 	for _, kv := range ev.Puts {
 		switch kindOf(kv.Key) {
-		case "operation", "request":
+		case "operation", "request", "opbatch":
 			res = append(res, kv)
 		case "":
 			// version keys and anything else that is not a resource
@@ -980,9 +1043,7 @@ func (r *replica) applyRemote(ev store.Event) error {
 	if err != nil {
 		return err
 	}
-	for k, b := range ops.raw {
-		s.ops.putRaw(k, b)
-	}
+	s.ops.merge(ops)
 	for k, v := range reqs {
 		s.reqs[k] = v
 	}
@@ -991,6 +1052,8 @@ func (r *replica) applyRemote(ev store.Event) error {
 		switch kindOf(k) {
 		case "operation":
 			s.ops.del(k)
+		case "opbatch":
+			s.ops.delBatch(k)
 		case "request":
 			delete(s.reqs, k)
 		case "":

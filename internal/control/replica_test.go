@@ -438,8 +438,10 @@ func TestReplicasMixedLevels(t *testing.T) {
 
 // flaky loses the answer of some commits: every 4th transaction commits
 // but its caller hears a timeout; every 7th is never sent and also times
-// out. The replica must resolve both by catching up, never applying a
-// call twice nor losing one.
+// out; every 5th times out at once and reaches etcd only 30 ms later (a
+// proposal still in flight when its client gave up, which may commit
+// after the caller has caught up and decided again). The replica must
+// resolve all three, never applying a call twice nor losing one.
 type flaky struct {
 	*store.Etcd
 	n atomic.Int64
@@ -452,6 +454,12 @@ func (f *flaky) Submit(t store.Txn) *store.Commit {
 	if k%7 == 0 {
 		c, finish := store.NewCommit()
 		go func() { time.Sleep(2 * time.Millisecond); finish(0, errTimeout) }()
+		return c
+	}
+	if k%5 == 0 {
+		c, finish := store.NewCommit()
+		finish(0, errTimeout)
+		go func() { time.Sleep(30 * time.Millisecond); f.Etcd.Submit(t) }()
 		return c
 	}
 	inner := f.Etcd.Submit(t)

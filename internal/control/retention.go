@@ -57,12 +57,35 @@ func (s *Service) PruneOperations(ctx context.Context, now time.Time) (int, erro
 		s.mu.Unlock()
 		return 0, nil
 	}
+	// Operations stored together (a replica's batch) go together, once
+	// every one of them is due, so memory and the store keep agreeing.
+	due := make(map[string]bool, len(old))
+	for _, k := range old {
+		due[k] = true
+	}
 	gone := make(map[string]bool, len(old))
 	keys := make([]string, 0, len(old))
 	for _, k := range old {
-		s.ops.del(k)
-		gone[k] = true
-		keys = append(keys, k)
+		bk := s.ops.batchOf[k]
+		if bk == "" {
+			s.ops.del(k)
+			gone[k] = true
+			keys = append(keys, k)
+			continue
+		}
+		members, ok := s.ops.batches[bk]
+		if !ok || !allDue(members, due) {
+			continue
+		}
+		for _, m := range members {
+			gone[m] = true
+		}
+		s.ops.delBatch(bk)
+		keys = append(keys, bk)
+	}
+	if len(gone) == 0 {
+		s.mu.Unlock()
+		return 0, nil
 	}
 	for rk, k := range s.reqs {
 		if gone[k] {
@@ -97,7 +120,16 @@ func (s *Service) PruneOperations(ctx context.Context, now time.Time) (int, erro
 			return 0, fmt.Errorf("control: prune operations: %w", err)
 		}
 	}
-	return len(old), nil
+	return len(gone), nil
+}
+
+func allDue(keys []string, due map[string]bool) bool {
+	for _, k := range keys {
+		if !due[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // pruneLoop prunes operations every pruneEvery until ctx ends.
