@@ -18,9 +18,14 @@ package control
 //     its project's version key, and a project-level commit checks every
 //     network version key of its project, so project-wide decisions and
 //     network decisions exclude each other.
-//   - every written key is guarded the same way, and the operation and
-//     request-id keys must not exist yet (so one call, and one requestId,
-//     commits at most once across every replica and every retry).
+//   - every written key is guarded the same way, and request-id keys
+//     must not exist yet (so one requestId commits at most once across
+//     every replica). The operations of a transaction are stored as one
+//     record under a fresh key (opbatches/...). A call commits at most
+//     once because a transaction whose outcome is unknown is fenced
+//     before the call is decided again: its domains' version keys are
+//     rewritten, so if it is still on its way it fails its guards, and
+//     if it got there first the catch-up finds its operation.
 //
 // A lost race (a guard failed) is invisible to clients: the decision is
 // rolled back, the replica waits until its watch has applied the change
