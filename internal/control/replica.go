@@ -353,7 +353,9 @@ func (r *replica) decide(w *work) bool {
 	w.doms = slices.Sorted(mapsKeys(set))
 	w.keys = w.keys[:0]
 	for _, kv := range txn.Puts {
-		txn.Guards = append(txn.Guards, store.Guard{Key: kv.Key, NotAfter: r.seenThrough(kv.Key)})
+		if !r.domainGuarded(kv.Key) {
+			txn.Guards = append(txn.Guards, store.Guard{Key: kv.Key, NotAfter: r.seenThrough(kv.Key)})
+		}
 		w.keys = append(w.keys, kv.Key)
 	}
 	for _, k := range txn.Deletes {
@@ -380,6 +382,25 @@ func (r *replica) decide(w *work) bool {
 	w.tx, w.txn, w.ob = tx, txn, ob
 	w.o = &o
 	return true
+}
+
+// domainGuarded reports a key whose own guard would add nothing to its
+// domain's: an interface this replica knows. Its domain is a function of
+// its value alone (its network), so every replica records the same one,
+// and every commit that writes it rewrites that domain's version key — a
+// commit by a replica that did not know it yet counts it as created and
+// guards the key itself, failing because it exists. So "my domains are
+// unchanged since I saw them" implies "the key is". Skipping the guard
+// matters because etcd reads a guarded key's whole value to compare it:
+// the interface is the largest key of an alias update. Other kinds keep
+// their guards (an instance's or a subnet's domains depend on other
+// resources).
+func (r *replica) domainGuarded(key string) bool {
+	if kindOf(key) != "interface" {
+		return false
+	}
+	_, known := r.keyDoms[key]
+	return known
 }
 
 func mapsKeys(m map[string]bool) func(func(string) bool) {

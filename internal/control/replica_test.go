@@ -541,3 +541,70 @@ func TestReplicasResolveUnknownOutcomes(t *testing.T) {
 	}
 	t.Logf("%d calls, %d unknown outcomes resolved", len(names), unknown)
 }
+
+// TestReplicasSerialiseOneInterface: callers on every replica rewrite the
+// same interface's alias at once. Each decision records the alias it
+// replaced; the committed decisions must form one chain (each replaced
+// exactly what another one set, and only the first replaced the initial
+// value): no update is lost by two replicas deciding on the same state.
+func TestReplicasSerialiseOneInterface(t *testing.T) {
+	svcs, _ := replicas(t, 3)
+	setupSubnet(t, svcs[0], "vpc", "s", "10.0.0.0/16", 1)
+	syncAll(t, svcs)
+	type step struct{ before, after string }
+	var mu sync.Mutex
+	var steps []step
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Go(func() {
+			svc := svcs[g%3]
+			for k := range 10 {
+				want := fmt.Sprintf("10.0.%d.%d/32", 10+g, k+1)
+				op, err := svc.Do(context.Background(), control.Op{Project: "p", Scope: "zones/" + zone, Type: "updateNetworkInterface"},
+					func(tx *model.Txn) (uint64, any, error) {
+						in := tx.State().Instance("p", zone, "s-vm0")
+						nic := tx.State().NICs(in)[0]
+						before := fmt.Sprint(aliasRanges(nic))
+						_, err := tx.UpdateAliases("p", zone, "s-vm0", "nic0", nic.Fingerprint, []model.AliasSpec{{Prefix: netip.MustParsePrefix(want)}})
+						return in.ID, []string{before, "[" + want + "]"}, err
+					})
+				if err != nil || op.Error != nil {
+					t.Errorf("%v %+v", err, op)
+					return
+				}
+				var got []string
+				jsonUnmarshal(op.Result, &got)
+				mu.Lock()
+				steps = append(steps, step{got[0], got[1]})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	syncAll(t, svcs)
+	replaced := map[string]int{}
+	for _, s := range steps {
+		replaced[s.before]++
+	}
+	var final string
+	svcs[0].Read(func(st *model.State) { final = fmt.Sprint(aliasRanges(st.NICs(st.Instance("p", zone, "s-vm0"))[0])) })
+	if replaced["[]"] != 1 {
+		t.Errorf("the initial (empty) alias list was replaced %d times", replaced["[]"])
+	}
+	for _, s := range steps {
+		n := replaced[s.after]
+		if s.after == final {
+			n++ // the last one is replaced by nobody
+		}
+		if n != 1 {
+			t.Errorf("alias %s (set once) was replaced %d times", s.after, replaced[s.after])
+		}
+	}
+	for _, s := range svcs[1:] {
+		s.Read(func(st *model.State) {
+			if got := fmt.Sprint(aliasRanges(st.NICs(st.Instance("p", zone, "s-vm0"))[0])); got != final {
+				t.Errorf("replicas disagree: %s vs %s", got, final)
+			}
+		})
+	}
+}
