@@ -808,20 +808,11 @@ func (r *replica) fence(doms []string) int64 {
 	for _, d := range doms {
 		txn.Puts = append(txn.Puts, store.KV{Key: d, Value: []byte(r.id)})
 	}
-	backoff := 20 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		rev, err := r.st.Submit(txn).Wait(ctx)
-		cancel()
-		if err == nil {
-			return rev
-		}
-		// Rewriting the keys again is harmless: retry until it is known
-		// to have committed.
-		r.s.log.Warn("store unreachable while fencing an unknown commit", "err", err)
-		time.Sleep(backoff)
-		backoff = min(2*backoff, time.Second)
-	}
+	// Rewriting the keys again is harmless: retry until it is known to
+	// have committed.
+	return r.untilStore("fencing an unknown commit", func(ctx context.Context) (int64, error) {
+		return r.st.Submit(txn).Wait(ctx)
+	})
 }
 
 // batchRecord is the stored value of a batch's operations: a JSON array
@@ -911,15 +902,21 @@ func (r *replica) syncLoop() {
 
 // currentRev asks the store for its revision, retrying until it answers.
 func (r *replica) currentRev() int64 {
+	return r.untilStore("reading the current revision", r.st.CurrentRev)
+}
+
+// untilStore calls f (with a 5 s timeout each time) until it succeeds,
+// backing off while the store does not answer.
+func (r *replica) untilStore(what string, f func(context.Context) (int64, error)) int64 {
 	backoff := 20 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		rev, err := r.st.CurrentRev(ctx)
+		rev, err := f(ctx)
 		cancel()
 		if err == nil {
 			return rev
 		}
-		r.s.log.Warn("store unreachable", "err", err)
+		r.s.log.Warn("store unreachable", "while", what, "err", err)
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)
 	}
