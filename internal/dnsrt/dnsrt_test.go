@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/aliasnet/aliasnet/internal/control"
+	"github.com/aliasnet/aliasnet/internal/control/controltest"
 	"github.com/aliasnet/aliasnet/internal/dnsserver"
 	"github.com/aliasnet/aliasnet/internal/model"
 	"github.com/aliasnet/aliasnet/internal/store"
@@ -25,15 +25,7 @@ func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
 func newService(t testing.TB) *control.Service {
 	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "dns.db"), store.BoltOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	svc, err := control.New(context.Background(), st, control.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := controltest.New(t)
 	return svc
 }
 

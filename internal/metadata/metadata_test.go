@@ -9,15 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aliasnet/aliasnet/internal/api/gce"
 	"github.com/aliasnet/aliasnet/internal/control"
+	"github.com/aliasnet/aliasnet/internal/control/controltest"
 	"github.com/aliasnet/aliasnet/internal/model"
-	"github.com/aliasnet/aliasnet/internal/store"
 )
 
 // fixture is a control plane with:
@@ -44,15 +43,7 @@ func must[T any](v T, err error) T {
 
 func newFixture(t testing.TB, o Options) *fixture {
 	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "md.db"), store.BoltOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	svc, err := control.New(context.Background(), st, control.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := controltest.New(t)
 	f := &fixture{t: t, svc: svc}
 	pfx := netip.MustParsePrefix
 	f.do("p", func(tx *model.Txn) error {

@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/aliasnet/aliasnet/internal/control"
+	"github.com/aliasnet/aliasnet/internal/control/controltest"
 	"github.com/aliasnet/aliasnet/internal/model"
-	"github.com/aliasnet/aliasnet/internal/store"
 )
 
 func startBird(t *testing.T, port int) string {
@@ -112,16 +112,8 @@ func freeBGPPort(t *testing.T) int {
 func TestRuntimeWithBIRD(t *testing.T) {
 	port := freeBGPPort(t)
 	sock := startBird(t, port)
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "r.db"), store.BoltOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	svc := controltest.New(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := control.New(context.Background(), st, control.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
 	do := func(m func(tx *model.Txn) error) {
 		t.Helper()
 		if _, err := svc.Do(context.Background(), control.Op{Project: "p", Scope: "global", Type: "test"}, func(tx *model.Txn) (uint64, any, error) {

@@ -5,20 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aliasnet/aliasnet/internal/control"
+	"github.com/aliasnet/aliasnet/internal/control/controltest"
 	"github.com/aliasnet/aliasnet/internal/fabric"
 	"github.com/aliasnet/aliasnet/internal/model"
-	"github.com/aliasnet/aliasnet/internal/store"
 )
 
 const specZone = "us-central1-a"
@@ -30,15 +28,7 @@ type specFixture struct {
 }
 
 func newSpecFixture(t *testing.T) *specFixture {
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "spec.db"), store.BoltOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	svc, err := control.New(context.Background(), st, control.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := controltest.New(t)
 	mux := http.NewServeMux()
 	mux.Handle(FabricSpecPattern, FabricSpecHandler(svc))
 	f := &specFixture{t: t, svc: svc, srv: httptest.NewServer(mux)}
