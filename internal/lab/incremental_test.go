@@ -52,20 +52,29 @@ func (tl *testLab) teardown() {
 // links and nftables sets, maps and chains; per instance (by key) its
 // addresses, routes and ip_forward. Namespace names are left out, so two
 // labs of the same spec dump alike.
+// linkNames lists a namespace's links and names them by index.
+func linkNames(t *testing.T, nl *netlink.Handle) ([]netlink.Link, map[int]string) {
+	t.Helper()
+	links, err := nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[int]string{}
+	for _, lk := range links {
+		names[lk.Attrs().Index] = lk.Attrs().Name
+	}
+	return links, names
+}
+
 func dumpLab(t *testing.T, l *Lab) string {
 	t.Helper()
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	for key, r := range l.routers {
 		p := "router " + key + ": "
-		links, err := r.nl.LinkList()
-		if err != nil {
-			t.Fatal(err)
-		}
-		names := map[int]string{}
+		links, names := linkNames(t, r.nl)
 		for _, lk := range links {
 			a := lk.Attrs()
-			names[a.Index] = a.Name
 			add("%slink %s up=%v", p, a.Name, a.Flags&unix.IFF_UP != 0)
 		}
 		rs, err := r.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: fabric.RouteProtocol}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
@@ -142,14 +151,9 @@ func dumpLab(t *testing.T, l *Lab) string {
 	}
 	for key, ins := range l.insts {
 		p := "instance " + key + ": "
-		links, err := ins.nl.LinkList()
-		if err != nil {
-			t.Fatal(err)
-		}
-		names := map[int]string{}
+		links, names := linkNames(t, ins.nl)
 		for _, lk := range links {
 			a := lk.Attrs()
-			names[a.Index] = a.Name
 			if a.Name == "lo" {
 				continue
 			}
