@@ -13,16 +13,6 @@ import (
 	"github.com/aliasnet/aliasnet/internal/model"
 )
 
-// try runs a mutation and keeps it only when the model accepts it.
-func (w *world) try(m func(tx *model.Txn) error) bool {
-	tx := w.s.Begin("2026-01-01T00:00:00Z", func() uint64 { w.id++; return w.id })
-	if err := m(tx); err != nil {
-		tx.Rollback()
-		return false
-	}
-	return true
-}
-
 // sameContent compares values as the ETag does (an empty list and none
 // are the same).
 func sameContent(a, b any) bool { return canonHash(a) == canonHash(b) }
@@ -45,10 +35,10 @@ type churn struct {
 
 func newChurn(t *testing.T, seed uint64) *churn {
 	w := testWorld(t)
-	fabrictest.AddCluster(w.s, w.do, proj, zone)
-	c := &churn{w: w, Churn: &fabrictest.Churn{S: w.s, R: rand.New(rand.NewPCG(seed, 7)), Project: proj, Zone: zone,
+	fabrictest.AddCluster(w.S, w.Do, proj, zone)
+	c := &churn{w: w, Churn: &fabrictest.Churn{S: w.S, R: rand.New(rand.NewPCG(seed, 7)), Project: proj, Zone: zone,
 		VMs: []string{"vm1", "vm2", "gw"}, Keep: []string{"vm1", "vm2", "gw"},
-		AliasBase: netip.MustParseAddr("172.16.2.0"), PrimaryBase: netip.MustParseAddr("10.128.9.0"), Try: w.try}}
+		AliasBase: netip.MustParseAddr("172.16.2.0"), PrimaryBase: netip.MustParseAddr("10.128.9.0"), Try: w.Try}}
 	for i := range 4 {
 		c.Create(fmt.Sprintf("x%d", i))
 	}
@@ -80,7 +70,7 @@ func TestBuilderMatchesFullBuild(t *testing.T) {
 			for range 1 + c.R.IntN(3) {
 				history = append(history, c.Step())
 			}
-			in := FromState(c.w.s, proj)
+			in := FromState(c.w.S, proj)
 			got, err := b.Update(in)
 			if err != nil {
 				t.Fatal(err)
@@ -88,7 +78,7 @@ func TestBuilderMatchesFullBuild(t *testing.T) {
 			if b.Last().Patched {
 				patched++
 			}
-			want, err := BuildSpec(proj, FromState(c.w.s, proj))
+			want, err := BuildSpec(proj, FromState(c.w.S, proj))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,14 +206,14 @@ func checkChanges(t *testing.T, fail func(string, ...any), a, b *Spec, ch *Chang
 func TestBuilderPatchesAliasChanges(t *testing.T) {
 	c := newChurn(t, 1)
 	b := &Builder{Project: proj}
-	s0, err := b.Update(FromState(c.w.s, proj))
+	s0, err := b.Update(FromState(c.w.S, proj))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.SetAliases("vm2", []model.AliasSpec{{Prefix: pfx("172.16.3.3/32"), RangeName: "pods"}}) {
 		t.Fatal("alias refused")
 	}
-	s1, _ := b.Update(FromState(c.w.s, proj))
+	s1, _ := b.Update(FromState(c.w.S, proj))
 	if !b.Last().Patched || s1.ETag == s0.ETag {
 		t.Fatalf("alias change: patched %v, etag %s -> %s", b.Last().Patched, s0.ETag, s1.ETag)
 	}
@@ -234,21 +224,21 @@ func TestBuilderPatchesAliasChanges(t *testing.T) {
 	if got := d.Networks[0].Interfaces[0].Aliases; !slices.Equal(got, []netip.Prefix{pfx("172.16.3.3/32")}) {
 		t.Fatalf("delta aliases %v", got)
 	}
-	c.w.do(func(tx *model.Txn) error {
+	c.w.Do(func(tx *model.Txn) error {
 		_, err := tx.SetInstanceStatus(proj, zone, "vm1", model.InstanceStopped)
 		return err
 	})
-	b.Update(FromState(c.w.s, proj))
+	b.Update(FromState(c.w.S, proj))
 	if !b.Last().Patched {
 		t.Fatal("status change compiled, not patched")
 	}
-	c.w.do(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, "x1"); return err })
-	s3, _ := b.Update(FromState(c.w.s, proj))
+	c.w.Do(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, "x1"); return err })
+	s3, _ := b.Update(FromState(c.w.S, proj))
 	if !b.Last().Patched {
 		t.Fatal("node join compiled, not patched")
 	}
 	in, _ := s3.Instance(proj, zone, "x1")
-	node := c.w.s.NodeOf(proj, zone, "x1")
+	node := c.w.S.NodeOf(proj, zone, "x1")
 	if node == nil || in.NICs[0].PodRange != node.PodRange {
 		t.Fatalf("pod range of x1: %v, node %+v", in.NICs[0].PodRange, node)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aliasnet/aliasnet/internal/fabric/fabrictest"
 	"github.com/aliasnet/aliasnet/internal/model"
 )
 
@@ -17,23 +18,10 @@ const (
 
 var pfx = netip.MustParsePrefix
 
-type world struct {
-	t  *testing.T
-	s  *model.State
-	id uint64
-}
-
-func (w *world) do(m func(tx *model.Txn) error) {
-	w.t.Helper()
-	tx := w.s.Begin("2026-01-01T00:00:00Z", func() uint64 { w.id++; return w.id })
-	if err := m(tx); err != nil {
-		tx.Rollback()
-		w.t.Fatal(err)
-	}
-}
+type world struct{ *fabrictest.World }
 
 func (w *world) vm(name string, tags []string, forward bool, subnet string, aliases ...string) {
-	w.t.Helper()
+	w.T.Helper()
 	n := model.NICSpec{Subnet: subnet}
 	for _, a := range aliases {
 		rn, r, ok := strings.Cut(a, ":")
@@ -42,12 +30,12 @@ func (w *world) vm(name string, tags []string, forward bool, subnet string, alia
 		}
 		spec, err := model.ParseAliasSpec(r)
 		if err != nil {
-			w.t.Fatal(err)
+			w.T.Fatal(err)
 		}
 		spec.RangeName = rn
 		n.Aliases = append(n.Aliases, spec)
 	}
-	w.do(func(tx *model.Txn) error {
+	w.Do(func(tx *model.Txn) error {
 		_, _, err := tx.CreateInstance(model.CreateInstanceReq{Instance: model.Instance{Project: proj, Zone: zone, Name: name, Tags: tags, CanIPForward: forward},
 			NICs: []model.NICSpec{n}})
 		return err
@@ -55,8 +43,8 @@ func (w *world) vm(name string, tags []string, forward bool, subnet string, alia
 }
 
 func testWorld(t *testing.T) *world {
-	w := &world{t: t, s: model.NewState()}
-	w.do(func(tx *model.Txn) error {
+	w := &world{fabrictest.NewWorld(t)}
+	w.Do(func(tx *model.Txn) error {
 		for _, n := range []struct{ net, sub, rng, sec string }{{"vpc", "s1", "10.128.0.0/16", "172.16.0.0/20"}, {"other", "s2", "10.200.0.0/16", "172.20.0.0/20"}} {
 			if _, err := tx.CreateNetwork(model.Network{Project: proj, Name: n.net}); err != nil {
 				return err
@@ -76,11 +64,11 @@ func testWorld(t *testing.T) *world {
 	w.vm("vm2", []string{"web"}, false, "s1", "pods:/28")
 	w.vm("gw", nil, true, "s1")
 	w.vm("o1", nil, false, "s2", "pods:172.20.1.0/24")
-	w.do(func(tx *model.Txn) error {
+	w.Do(func(tx *model.Txn) error {
 		_, err := tx.CreateRoute(model.Route{Project: proj, Name: "r1", Network: "vpc", DestRange: pfx("192.168.0.0/16"), Priority: 1000, NextHopInstance: zone + "/gw"})
 		return err
 	})
-	w.do(func(tx *model.Txn) error {
+	w.Do(func(tx *model.Txn) error {
 		_, err := tx.CreateFirewall(model.Firewall{Project: proj, Name: "f1", Network: "vpc", Direction: model.Ingress, Priority: 1000,
 			Allowed:      []model.FirewallProtocol{{Protocol: "tcp", Ports: []string{"80", "8000-8080"}}, {Protocol: "icmp"}},
 			SourceRanges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("10.128.0.0/16"), pfx("172.16.0.0/24")}, SourceTags: []string{"web"}})
@@ -93,7 +81,7 @@ func testWorld(t *testing.T) *world {
 // aliases out and DecodeGob derives them; they must equal netpolicy's.
 func TestWireRoundTrip(t *testing.T) {
 	w := testWorld(t)
-	s, err := BuildSpec(proj, FromState(w.s, proj))
+	s, err := BuildSpec(proj, FromState(w.S, proj))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,12 +117,12 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 	}
 	// Same content, same ETag; a change, another.
-	s2, _ := BuildSpec(proj, FromState(w.s, proj))
+	s2, _ := BuildSpec(proj, FromState(w.S, proj))
 	if s2.ETag != s.ETag {
 		t.Fatal("ETag not deterministic")
 	}
 	w.vm("vm3", nil, false, "s1")
-	s3, _ := BuildSpec(proj, FromState(w.s, proj))
+	s3, _ := BuildSpec(proj, FromState(w.S, proj))
 	if s3.ETag == s.ETag {
 		t.Fatal("ETag unchanged after a change")
 	}
@@ -142,7 +130,7 @@ func TestWireRoundTrip(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	w := testWorld(t)
-	s, err := BuildSpec(proj, FromState(w.s, proj))
+	s, err := BuildSpec(proj, FromState(w.S, proj))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 func BenchmarkSpecBuild(b *testing.B) {
 	w := scaleWorld(b, 100, 100)
 	for b.Loop() {
-		if _, err := fabric.BuildSpec(proj, fabric.FromState(w.s, proj)); err != nil {
+		if _, err := fabric.BuildSpec(proj, fabric.FromState(w.S, proj)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -76,7 +76,7 @@ func (f *aliasFlip) flip() {
 func BenchmarkBuilderAliasChange(b *testing.B) {
 	w := scaleWorld(b, 100, 100)
 	bl := &fabric.Builder{Project: proj}
-	prev, err := bl.Update(fabric.FromState(w.s, proj))
+	prev, err := bl.Update(fabric.FromState(w.S, proj))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func BenchmarkBuilderAliasChange(b *testing.B) {
 		b.StopTimer()
 		f.flip()
 		b.StartTimer()
-		s, err := bl.Update(fabric.FromState(w.s, proj))
+		s, err := bl.Update(fabric.FromState(w.S, proj))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -111,16 +111,16 @@ func BenchmarkBuilderAliasChange(b *testing.B) {
 func BenchmarkDeltaApply(b *testing.B) {
 	w := scaleWorld(b, 100, 100)
 	bl := &fabric.Builder{Project: proj}
-	s0, _ := bl.Update(fabric.FromState(w.s, proj))
+	s0, _ := bl.Update(fabric.FromState(w.S, proj))
 	have := s0.Expanded()
 	f := newAliasFlip(w)
 	// Two deltas, back and forth, so that every iteration applies one to
 	// the spec it starts from.
 	f.flip()
-	s1, _ := bl.Update(fabric.FromState(w.s, proj))
+	s1, _ := bl.Update(fabric.FromState(w.S, proj))
 	d01, _ := fabric.EncodeUpdate(&fabric.Update{ETag: s1.ETag, Delta: bl.Delta(s0.ETag)})
 	f.flip()
-	bl.Update(fabric.FromState(w.s, proj))
+	bl.Update(fabric.FromState(w.S, proj))
 	d10, _ := fabric.EncodeUpdate(&fabric.Update{ETag: s0.ETag, Delta: bl.Delta(s1.ETag)})
 	pl := &fabric.Planner{Network: proj + "/vpc"}
 	pl.Plan(have, nil)

@@ -183,7 +183,7 @@ func dumpLab(t *testing.T, l *Lab) string {
 // whose node pool takes joined instances.
 func k8sWorld(t testing.TB) *world {
 	w := vpnWorld(t)
-	fabrictest.AddCluster(w.s, w.do, proj, zone)
+	fabrictest.AddCluster(w.S, w.Do, proj, zone)
 	return w
 }
 
@@ -196,10 +196,10 @@ func TestLabIncrementalMatchesFull(t *testing.T) {
 	inc := newTestLabPrefix(t, "i")
 	w := k8sWorld(t)
 	seed := rand.New(rand.NewPCG(uint64(os.Getpid()), 5)).Uint64()
-	c := &fabrictest.Churn{S: w.s, R: rand.New(rand.NewPCG(seed, 5)), Project: proj, Zone: zone,
+	c := &fabrictest.Churn{S: w.S, R: rand.New(rand.NewPCG(seed, 5)), Project: proj, Zone: zone,
 		VMs: []string{"vm1", "vm2", "gw"}, Keep: []string{"vm1", "vm2", "gw"},
 		AliasBase: netip.MustParseAddr("172.16.2.0"), PrimaryBase: netip.MustParseAddr("10.128.9.0"),
-		Try: w.try}
+		Try: w.Try}
 	t.Logf("seed %d", seed)
 	bl, have := follow(t, inc, w)
 	var history []string
@@ -208,7 +208,7 @@ func TestLabIncrementalMatchesFull(t *testing.T) {
 		for range 1 + c.R.IntN(3) {
 			history = append(history, c.Step())
 		}
-		s, err := bl.Update(fabric.FromState(w.s, proj))
+		s, err := bl.Update(fabric.FromState(w.S, proj))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +243,7 @@ func TestLabIncrementalMatchesFull(t *testing.T) {
 		}
 		checks++
 		full := newTestLabPrefix(t, "f")
-		want, err := fabric.BuildSpec(proj, fabric.FromState(w.s, proj))
+		want, err := fabric.BuildSpec(proj, fabric.FromState(w.S, proj))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,7 +308,7 @@ func TestLabPodRangeNotLocal(t *testing.T) {
 	bl, have := follow(t, tl, w)
 	next := func() {
 		t.Helper()
-		s, err := bl.Update(fabric.FromState(w.s, proj))
+		s, err := bl.Update(fabric.FromState(w.S, proj))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,9 +362,9 @@ func TestLabPodRangeNotLocal(t *testing.T) {
 	}
 
 	// vm1 joins the cluster: its new alias is its pod range.
-	w.do(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, "vm1"); return err })
+	w.Do(func(tx *model.Txn) error { _, err := tx.JoinNode(proj, zone, "k", "pool", zone, "vm1"); return err })
 	next()
-	node := w.s.NodeOf(proj, zone, "vm1")
+	node := w.S.NodeOf(proj, zone, "vm1")
 	in, _ := have.Instance(proj, zone, "vm1")
 	if in.NICs[0].PodRange != node.PodRange || !slices.Contains(in.NICs[0].Aliases, node.PodRange) {
 		t.Fatalf("spec: nic0 %+v, node pod range %v", in.NICs[0], node.PodRange)
@@ -396,7 +396,7 @@ func TestLabPodRangeNotLocal(t *testing.T) {
 	}
 
 	// vm1 leaves: the pod range goes away.
-	w.do(func(tx *model.Txn) error { return tx.RemoveNode(proj, zone, "k", zone, "vm1") })
+	w.Do(func(tx *model.Txn) error { return tx.RemoveNode(proj, zone, "k", zone, "vm1") })
 	next()
 	if got := local(); !slices.Equal(got, []netip.Prefix{pfx("172.16.0.0/24")}) {
 		t.Errorf("vm1 after leaving: local routes %v", got)

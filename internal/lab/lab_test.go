@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/aliasnet/aliasnet/internal/fabric"
+	"github.com/aliasnet/aliasnet/internal/fabric/fabrictest"
 	"github.com/aliasnet/aliasnet/internal/model"
 	"github.com/aliasnet/aliasnet/internal/netpolicy"
 )
@@ -41,39 +42,16 @@ func needRoot(t testing.TB) {
 	}
 }
 
-type world struct {
-	t  testing.TB
-	s  *model.State
-	id uint64
-}
+type world struct{ *fabrictest.World }
 
-func newWorld(t testing.TB) *world { return &world{t: t, s: model.NewState()} }
-
-func (w *world) do(m func(tx *model.Txn) error) {
-	w.t.Helper()
-	tx := w.s.Begin("2026-01-01T00:00:00Z", func() uint64 { w.id++; return w.id })
-	if err := m(tx); err != nil {
-		tx.Rollback()
-		w.t.Fatal(err)
-	}
-}
-
-// try runs a mutation and keeps it only when the model accepts it.
-func (w *world) try(m func(tx *model.Txn) error) bool {
-	tx := w.s.Begin("2026-01-01T00:00:00Z", func() uint64 { w.id++; return w.id })
-	if err := m(tx); err != nil {
-		tx.Rollback()
-		return false
-	}
-	return true
-}
+func newWorld(t testing.TB) *world { return &world{fabrictest.NewWorld(t)} }
 
 // follow starts a server-side Builder on w and brings tl to its first
 // spec, as a supervisor following deltas starts.
 func follow(t testing.TB, tl *testLab, w *world) (*fabric.Builder, *fabric.Spec) {
 	t.Helper()
 	bl := &fabric.Builder{Project: proj}
-	s0, err := bl.Update(fabric.FromState(w.s, proj))
+	s0, err := bl.Update(fabric.FromState(w.S, proj))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +81,8 @@ func nicSpec(subnet, ip string, aliases ...string) model.NICSpec {
 }
 
 func (w *world) vm(name string, tags []string, forward bool, nics ...model.NICSpec) {
-	w.t.Helper()
-	w.do(func(tx *model.Txn) error {
+	w.T.Helper()
+	w.Do(func(tx *model.Txn) error {
 		_, _, err := tx.CreateInstance(model.CreateInstanceReq{
 			Instance: model.Instance{Project: proj, Zone: zone, Name: name, Tags: tags, CanIPForward: forward}, NICs: nics})
 		return err
@@ -112,12 +90,12 @@ func (w *world) vm(name string, tags []string, forward bool, nics ...model.NICSp
 }
 
 func (w *world) fw(f model.Firewall) {
-	w.t.Helper()
+	w.T.Helper()
 	f.Project = proj
 	if f.Priority == 0 {
 		f.Priority = 1000
 	}
-	w.do(func(tx *model.Txn) error { _, err := tx.CreateFirewall(f); return err })
+	w.Do(func(tx *model.Txn) error { _, err := tx.CreateFirewall(f); return err })
 }
 
 func protos(specs ...string) []model.FirewallProtocol {
@@ -134,12 +112,12 @@ func protos(specs ...string) []model.FirewallProtocol {
 }
 
 func (w *world) spec() (*fabric.Spec, *netpolicy.Engine) {
-	w.t.Helper()
-	in := fabric.FromState(w.s, proj)
+	w.T.Helper()
+	in := fabric.FromState(w.S, proj)
 	e := netpolicy.Compile(in.Policy)
 	s, err := fabric.BuildSpecFrom(proj, in, e)
 	if err != nil {
-		w.t.Fatal(err)
+		w.T.Fatal(err)
 	}
 	return s, e
 }
@@ -147,7 +125,7 @@ func (w *world) spec() (*fabric.Spec, *netpolicy.Engine) {
 // vpnWorld is seed 000's VPN scenario plus a tagged instance.
 func vpnWorld(t testing.TB) *world {
 	w := newWorld(t)
-	w.do(func(tx *model.Txn) error {
+	w.Do(func(tx *model.Txn) error {
 		if _, err := tx.CreateNetwork(model.Network{Project: proj, Name: "vpc"}); err != nil {
 			return err
 		}
@@ -158,7 +136,7 @@ func vpnWorld(t testing.TB) *world {
 	w.vm("vm1", nil, false, nicSpec("s1", "10.128.0.2", "pods:172.16.0.0/24"))
 	w.vm("vm2", []string{"web"}, false, nicSpec("s1", "10.128.0.3", "pods:172.16.1.0/24", "10.128.9.9"))
 	w.vm("gw", []string{"vpn"}, true, nicSpec("s1", "10.128.0.10"))
-	w.do(func(tx *model.Txn) error {
+	w.Do(func(tx *model.Txn) error {
 		_, err := tx.CreateRoute(model.Route{Project: proj, Name: "to-onprem", Network: "vpc", DestRange: pfx("192.168.50.0/24"),
 			Priority: 1000, NextHopInstance: zone + "/gw"})
 		return err
@@ -459,7 +437,7 @@ func runMatrix(t *testing.T, e *netpolicy.Engine, cases []matrixCase, nsOf map[s
 // secondary range) plus a firewall rule with a source range list.
 func scaleWorld(t testing.TB, n, k int) *world {
 	w := newWorld(t)
-	w.do(func(tx *model.Txn) error {
+	w.Do(func(tx *model.Txn) error {
 		if _, err := tx.CreateNetwork(model.Network{Project: proj, Name: "vpc"}); err != nil {
 			return err
 		}
@@ -481,20 +459,20 @@ func scaleWorld(t testing.TB, n, k int) *world {
 }
 
 func (w *world) setAliases(vm string, aliases ...string) {
-	w.t.Helper()
+	w.T.Helper()
 	var specs []model.AliasSpec
 	for _, a := range aliases {
 		rn, r, _ := strings.Cut(a, ":")
 		s, err := model.ParseAliasSpec(r)
 		if err != nil {
-			w.t.Fatal(err)
+			w.T.Fatal(err)
 		}
 		s.RangeName = rn
 		specs = append(specs, s)
 	}
-	w.do(func(tx *model.Txn) error {
-		in := w.s.Instance(proj, zone, vm)
-		ifc := w.s.Interface(proj, in.NICs[0])
+	w.Do(func(tx *model.Txn) error {
+		in := w.S.Instance(proj, zone, vm)
+		ifc := w.S.Interface(proj, in.NICs[0])
 		_, err := tx.UpdateAliases(proj, zone, vm, "nic0", ifc.Fingerprint, specs)
 		return err
 	})
@@ -554,7 +532,7 @@ func TestLabScale(t *testing.T) {
 		as[0] = fmt.Sprintf("pods:172.31.254.%d", 2*i+1)
 		w.setAliases("vm0", as...)
 		start := time.Now()
-		s, err := bl.Update(fabric.FromState(w.s, proj))
+		s, err := bl.Update(fabric.FromState(w.S, proj))
 		if err != nil {
 			t.Fatal(err)
 		}
