@@ -219,13 +219,8 @@ func copyInto(ctx context.Context, g *Globals, snap store.Snapshot, from, spec s
 		}
 		return fmt.Errorf("%s: %w (the target holds part of the copy and servers refuse to start on it: run the same command again to finish it)", desc, err)
 	}
-	got, err := dst.Load(ctx)
-	if err != nil {
-		return err
-	}
-	if a, b := snap.Digest(), got.Digest(); a != b {
-		return fmt.Errorf("%s: copy differs from the source after writing (%d keys written, %d read back)", desc, len(snap.KVs), len(got.KVs))
-	}
+	// Restore read the copy back and compared it before removing its
+	// marker: it is verified.
 	fmt.Fprintf(g.Out, "copied %d keys from %s (revision %d) to %s in %s; verified\n",
 		len(snap.KVs), from, snap.Rev, desc, time.Since(start).Round(time.Millisecond))
 	return nil

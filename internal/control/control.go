@@ -235,11 +235,6 @@ var newByKind = map[string]func() any{
 // allocations are a few hundred thousand JSON records), so it runs on
 // every core; the records keep their store order.
 func decodeAll(kvs []store.KV) (model.Snapshot, opStore, map[string]string, error) {
-	for _, kv := range kvs {
-		if kv.Key == store.RestoreMarker {
-			return model.Snapshot{}, newOpStore(), nil, fmt.Errorf("control: %w: it holds part of a copy (snapshot digest %.12s); run the same aliasnet store restore or migrate command again to finish it, or empty the store", store.ErrRestoreUnfinished, kv.Value)
-		}
-	}
 	vals := make([]any, len(kvs))
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(kvs)/1024))
 	errs := make([]error, workers)
@@ -251,6 +246,12 @@ func decodeAll(kvs []store.KV) (model.Snapshot, opStore, map[string]string, erro
 			for i := w * len(kvs) / workers; i < (w+1)*len(kvs)/workers; i++ {
 				kind := kindOf(kvs[i].Key)
 				switch kind {
+				case "":
+					if kvs[i].Key == store.RestoreMarker {
+						errs[w] = fmt.Errorf("control: %w: it holds part of a copy (snapshot digest %.12s); run the same aliasnet store restore or migrate command again to finish it, or empty the store", store.ErrRestoreUnfinished, kvs[i].Value)
+						return
+					}
+					continue
 				case "request":
 					vals[i] = string(kvs[i].Value)
 					continue
