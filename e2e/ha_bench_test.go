@@ -40,12 +40,16 @@ func BenchmarkHA(b *testing.B) {
 		replicas int // 0: bbolt
 		networks int
 		subnets  int // per network
+		extra    []string
 	}{
-		{"bbolt/replicas=1/subnet=1", 0, 1, 1},
-		{"etcd/replicas=3/subnet=1", 3, 1, 1},
-		{"bbolt/replicas=1/networks=64", 0, 64, 1},
-		{"etcd/replicas=3/networks=64", 3, 64, 1},
-		{"etcd/replicas=3/subnets=64-in-1-network", 3, 1, 64},
+		{"bbolt/replicas=1/subnet=1", 0, 1, 1, nil},
+		{"etcd/replicas=3/subnet=1", 3, 1, 1, nil},
+		{"bbolt/replicas=1/networks=64", 0, 64, 1, nil},
+		{"etcd/replicas=3/networks=64", 3, 64, 1, nil},
+		{"etcd/replicas=3/subnets=64-in-1-network", 3, 1, 64, nil},
+		// Every replica commits its own clients' mutations.
+		{"etcd/no-relay/replicas=3/networks=64", 3, 64, 1, []string{"--relay-writes=false"}},
+		{"etcd/no-relay/replicas=3/subnet=1", 3, 1, 1, []string{"--relay-writes=false"}},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -53,7 +57,7 @@ func BenchmarkHA(b *testing.B) {
 			if tc.replicas == 0 {
 				servers = []*Server{StartServer(b, "")}
 			} else {
-				h := startHA(b, tc.replicas, etcdtest.Options{})
+				h := startHA(b, tc.replicas, etcdtest.Options{}, tc.extra...)
 				servers = h.replicas
 			}
 			res := haLoad(b, servers, tc.networks, tc.subnets)

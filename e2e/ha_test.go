@@ -73,6 +73,49 @@ type replicaStatus struct {
 		Commits, Requests, Conflicts, Unknown, Retries, Syncs, Remote, Reloads, Applied int64
 		CommitMicros, ScheduleMicros, CommitOps, CommitBytes                            int64
 	} `json:"stats"`
+	Routing *struct {
+		Committer   string
+		IsCommitter bool
+		Relayed     int64
+		Fallbacks   int64
+	} `json:"routing"`
+}
+
+// haModes: replicas relay mutations to the elected committer (the
+// default), or every replica commits its own clients' mutations (so
+// replicas race each other for every domain).
+var haModes = []struct {
+	name string
+	args []string
+}{{"relay", nil}, {"no-relay", []string{"--relay-writes=false"}}}
+
+// committerOf waits until every replica of rs names the same committer
+// and returns its index in rs.
+func committerOf(t testing.TB, rs []*Server) int {
+	t.Helper()
+	idx := -1
+	haEventually(t, "the replicas agree on a committer", func() error {
+		idx = -1
+		var named string
+		for i, r := range rs {
+			st := status(t, r)
+			if st.Routing == nil || st.Routing.Committer == "" {
+				return fmt.Errorf("replica %d knows no committer", i)
+			}
+			if named != "" && st.Routing.Committer != named {
+				return fmt.Errorf("replicas name %s and %s", named, st.Routing.Committer)
+			}
+			named = st.Routing.Committer
+			if st.Routing.IsCommitter {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			return fmt.Errorf("committer %s is none of these replicas", named)
+		}
+		return nil
+	})
+	return idx
 }
 
 func status(t testing.TB, s *Server) replicaStatus {
@@ -177,7 +220,13 @@ func addresses(c *compute.Service) (map[string][]string, error) {
 // assign ENI secondary IPs in one vSwitch. No address is ever handed out
 // twice, and every acknowledged allocation is on every replica.
 func TestHAConcurrentAllocations(t *testing.T) {
-	h := startHA(t, 3, etcdtest.Options{NoFsync: true}, aliArgs()...)
+	for _, m := range haModes {
+		t.Run(m.name, func(t *testing.T) { testHAConcurrentAllocations(t, m.args) })
+	}
+}
+
+func testHAConcurrentAllocations(t *testing.T, mode []string) {
+	h := startHA(t, 3, etcdtest.Options{NoFsync: true}, append(aliArgs(), mode...)...)
 	cs := make([]*compute.Service, len(h.replicas))
 	for i, r := range h.replicas {
 		cs[i] = r.Compute(t)
@@ -500,9 +549,29 @@ func TestHAEtcdMemberDown(t *testing.T) {
 // retry elsewhere with the same id: none gets a second allocation, and no
 // half-applied change is visible on the survivors.
 func TestHAReplicaKilled(t *testing.T) {
-	h := startHA(t, 3, etcdtest.Options{NoFsync: true}, aliArgs()...)
-	haSeed(t, h.replicas[0].Compute(t))
-	a0 := aliClients(t, h.replicas[0], akID, akSecret)
+	for _, m := range haModes {
+		t.Run(m.name, func(t *testing.T) { testHAReplicaKilled(t, m.args) })
+	}
+}
+
+// testHAReplicaKilled: half the workers talk to the replica that is
+// killed, half to another one. With relaying, the killed replica is the
+// committer, so the second half's requests are on their way to it
+// through their replica when it dies.
+func testHAReplicaKilled(t *testing.T, mode []string) {
+	h := startHA(t, 3, etcdtest.Options{NoFsync: true}, append(aliArgs(), mode...)...)
+	victim := 0
+	if len(mode) == 0 {
+		victim = committerOf(t, h.replicas)
+	}
+	var others []*Server
+	for i, r := range h.replicas {
+		if i != victim {
+			others = append(others, r)
+		}
+	}
+	haSeed(t, h.replicas[victim].Compute(t))
+	a0 := aliClients(t, h.replicas[victim], akID, akSecret)
 	vsw := a0.createVSwitch(a0.createVpc("10.0.0.0/8"), zoneH, "10.1.0.0/22")
 	const workers = 16
 	enis := make([]string, workers)
@@ -520,7 +589,10 @@ func TestHAReplicaKilled(t *testing.T) {
 	var acks atomic.Int64
 	for w := range workers {
 		wg.Go(func() {
-			others := []*Server{h.replicas[1], h.replicas[2]}
+			first := h.replicas[victim]
+			if w%2 == 1 {
+				first = others[0]
+			}
 			for i := 0; i < 40; i++ {
 				name := fmt.Sprintf("k%d-%d", w, i)
 				rid := fmt.Sprintf("00000000-0000-4000-8000-%04d%08d", w, i)
@@ -528,7 +600,7 @@ func TestHAReplicaKilled(t *testing.T) {
 				// GCE insert with requestId, then an Alibaba assign with a
 				// ClientToken; both first on replica 0, elsewhere after it
 				// dies.
-				target := h.replicas[0]
+				target := first
 				for try := 0; ; try++ {
 					sent.Add(1)
 					c := target.Compute(t)
@@ -543,7 +615,7 @@ func TestHAReplicaKilled(t *testing.T) {
 					retried.Add(1)
 					target = others[(w+try)%2]
 				}
-				target = h.replicas[0]
+				target = first
 				for try := 0; i%4 == 0; try++ { // an Available ENI holds 10
 					r := httpReq(ecs.CreateAssignPrivateIpAddressesRequest())
 					r.NetworkInterfaceId = enis[w]
@@ -573,12 +645,12 @@ func TestHAReplicaKilled(t *testing.T) {
 	for deadline := time.Now().Add(60 * time.Second); acks.Load() < 150 && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
-	h.replicas[0].Kill()
+	h.replicas[victim].Kill()
 	wg.Wait()
 	if retried.Load() == 0 {
 		t.Fatal("no request was in flight when the replica died")
 	}
-	for ri, r := range h.replicas[1:] {
+	for ri, r := range others {
 		c := r.Compute(t)
 		a := aliClients(t, r, akID, akSecret)
 		haEventually(t, fmt.Sprintf("survivor %d", ri+1), func() error {

@@ -13,8 +13,10 @@ import (
 // storeServeFlags choose serve's store: the embedded bbolt file (default)
 // or an etcd cluster shared by several replicas (docs/ha.md).
 type storeServeFlags struct {
-	kind string
-	etcd etcdFlags
+	kind      string
+	etcd      etcdFlags
+	relay     bool
+	advertise string
 }
 
 // etcdFlags are the etcd connection flags (serve and the store verbs).
@@ -65,6 +67,8 @@ func (f *etcdFlags) options(endpoints []string) (store.EtcdOptions, error) {
 func (f *storeServeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kind, "store", "bbolt", "state store: bbolt (embedded, in --data-dir) or etcd (shared by several serve replicas)")
 	f.etcd.register(cmd)
+	cmd.Flags().BoolVar(&f.relay, "relay-writes", true, "with --store etcd: relay mutations to one elected replica (the committer), which groups them into fewer, larger etcd transactions; reads stay local")
+	cmd.Flags().StringVar(&f.advertise, "advertise-url", "", "with --store etcd: the API URL other replicas reach this one at (default http:// and the --listen address, when it names a host)")
 }
 
 func (f *storeServeFlags) apply(cfg *server.Config) error {
@@ -73,6 +77,9 @@ func (f *storeServeFlags) apply(cfg *server.Config) error {
 		if len(f.etcd.endpoints) > 0 {
 			return fmt.Errorf("--etcd-endpoints needs --store etcd")
 		}
+		if f.advertise != "" {
+			return fmt.Errorf("--advertise-url needs --store etcd (one server on bbolt has no other replicas)")
+		}
 		cfg.Store = "bbolt"
 	case "etcd":
 		o, err := f.etcd.options(nil)
@@ -80,6 +87,7 @@ func (f *storeServeFlags) apply(cfg *server.Config) error {
 			return err
 		}
 		cfg.Store, cfg.Etcd = "etcd", o
+		cfg.RelayWrites, cfg.AdvertiseURL = f.relay, f.advertise
 	default:
 		return fmt.Errorf("--store %q: bbolt or etcd", f.kind)
 	}

@@ -954,6 +954,11 @@ func (r *replica) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return r.waitAppliedCtx(ctx, rev)
+}
+
+// waitAppliedCtx is waitApplied bounded by ctx.
+func (r *replica) waitAppliedCtx(ctx context.Context, rev int64) error {
 	done := make(chan struct{})
 	go func() { r.waitApplied(rev); close(done) }()
 	select {
@@ -1237,6 +1242,17 @@ func (s *Service) Sync(ctx context.Context) error {
 		return nil
 	}
 	return s.repl.sync(ctx)
+}
+
+// WaitApplied waits (bounded by ctx) until this replica has applied every
+// change up to the store revision rev (a no-op on a single server): a
+// replica that relayed a mutation another replica committed answers only
+// once its own reads show it.
+func (s *Service) WaitApplied(ctx context.Context, rev int64) error {
+	if s.repl == nil {
+		return nil
+	}
+	return s.repl.waitAppliedCtx(ctx, rev)
 }
 
 // Close stops background work (operation pruning, and following the

@@ -52,6 +52,13 @@ type Config struct {
 	Store string
 	// Etcd configures the etcd store.
 	Etcd store.EtcdOptions
+	// RelayWrites (etcd store): relay mutations to the elected committer
+	// replica instead of committing them here (forward.go).
+	RelayWrites bool
+	// AdvertiseURL is the API URL other replicas reach this one at
+	// (default: http:// and the bound --listen address, when it names a
+	// host).
+	AdvertiseURL string
 	// OperationRetention and MaxOperations bound the operations kept
 	// (0: control's defaults, one hour and 500,000).
 	OperationRetention time.Duration
@@ -68,6 +75,10 @@ type Server struct {
 	ln    net.Listener
 	mdLn  net.Listener
 	rd    routingDNS // BGP and DNS runtimes (routing_dns.go)
+	rt    *router    // relays mutations to the committer; nil: serves all here
+	// stopElect leaves the committer election (before the store closes:
+	// leaving revokes the lease, handing the role on at once).
+	stopElect func()
 }
 
 // New opens the store and loads the control plane, without listening.
@@ -169,7 +180,11 @@ func (s *Server) MetadataAddr() string {
 
 // Serve answers requests until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context) error {
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h, err := s.routed(ctx, s.Handler())
+	if err != nil {
+		return err
+	}
+	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	stopRD := s.startRoutingDNS()
 	defer stopRD() // before the store closes: the BGP runtime writes learned routes
@@ -192,6 +207,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			md.Close()
 		}
 		s.http.Close()
+		s.stopElect()
 		stopRD()
 		s.Svc.Close()
 		s.Store.Close()
@@ -204,7 +220,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if md != nil {
 		md.Shutdown(sctx)
 	}
-	err := s.http.Shutdown(sctx)
+	err = s.http.Shutdown(sctx)
+	s.stopElect()
 	stopRD()
 	s.Svc.Close()
 	if cerr := s.Store.Close(); cerr != nil && err == nil {
@@ -214,6 +231,34 @@ func (s *Server) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// routed puts the write router in front of h when this replica relays
+// mutations to an elected committer (etcd store, RelayWrites), and starts
+// its election, which ends with ctx.
+func (s *Server) routed(ctx context.Context, h http.Handler) (http.Handler, error) {
+	s.stopElect = func() {}
+	et, ok := s.Store.(*store.Etcd)
+	if !ok || !s.cfg.RelayWrites {
+		return h, nil
+	}
+	self, err := advertiseURL(s.cfg.AdvertiseURL, s.Addr())
+	if err != nil {
+		return nil, fmt.Errorf("--advertise-url: %w", err)
+	}
+	if self == "" {
+		s.log.Warn("not relaying writes: the API listens on every address, so other replicas cannot tell which one reaches this replica; set --advertise-url", "listen", s.Addr())
+		return h, nil
+	}
+	s.rt = newRouter(self, h, s.Svc, s.Store, s.log)
+	ectx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.rt.elect(ectx, et.Client(), electionKey(et.Prefix()))
+	}()
+	s.stopElect = func() { cancel(); <-done }
+	return s.rt, nil
 }
 
 // Close releases the store (for servers that never served).

@@ -29,13 +29,25 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 // replicaStatus reports this server's replication state:
 // GET /aliasnet/v1/replica.
 func (s *Server) replicaStatus(w http.ResponseWriter, r *http.Request) {
+	type routing struct {
+		Committer   string `json:"committer"`   // URL of the elected committer
+		IsCommitter bool   `json:"isCommitter"` // this replica is it
+		Relayed     int64  `json:"relayed"`     // mutations relayed to it
+		Fallbacks   int64  `json:"fallbacks"`   // relays served here instead
+	}
+	var rt *routing
+	if s.rt != nil {
+		rt = &routing{Relayed: s.rt.relayed.Load(), Fallbacks: s.rt.fallbacks.Load()}
+		rt.Committer, rt.IsCommitter = s.rt.Committer()
+	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(struct {
-		Store      string `json:"store"`
-		Replicated bool   `json:"replicated"`
-		Rev        int64  `json:"rev"`
-		Stats      any    `json:"stats"`
-	}{Store: storeName(s.cfg.Store), Replicated: s.Svc.Replicated(), Rev: s.Store.Rev(), Stats: s.Svc.ReplicaStats()})
+		Store      string   `json:"store"`
+		Replicated bool     `json:"replicated"`
+		Rev        int64    `json:"rev"`
+		Stats      any      `json:"stats"`
+		Routing    *routing `json:"routing,omitempty"`
+	}{Store: storeName(s.cfg.Store), Replicated: s.Svc.Replicated(), Rev: s.Store.Rev(), Stats: s.Svc.ReplicaStats(), Routing: rt})
 }
 
 func storeName(s string) string {
