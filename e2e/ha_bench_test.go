@@ -66,8 +66,13 @@ func BenchmarkHA(b *testing.B) {
 			b.ReportMetric(res.p99.Seconds()*1000, "p99-ms")
 			if tc.replicas > 0 {
 				var st replicaStatus
+				var relayed, waitMicros int64
 				for _, s := range servers {
 					x := status(b, s)
+					if x.Routing != nil {
+						relayed += x.Routing.Relayed
+						waitMicros += x.Routing.WaitMicros
+					}
 					st.Stats.Commits += x.Stats.Commits
 					st.Stats.Requests += x.Stats.Requests
 					st.Stats.Conflicts += x.Stats.Conflicts
@@ -85,6 +90,10 @@ func BenchmarkHA(b *testing.B) {
 				b.ReportMetric(float64(st.Stats.ScheduleMicros)/float64(st.Stats.Commits)/1000, "sched-ms/txn")
 				b.ReportMetric(float64(st.Stats.CommitOps)/float64(st.Stats.Commits), "writes/txn")
 				b.ReportMetric(float64(st.Stats.CommitBytes)/float64(st.Stats.Commits), "bytes/txn")
+				if relayed > 0 {
+					b.ReportMetric(float64(relayed)/n, "relayed/alloc")
+					b.ReportMetric(float64(waitMicros)/float64(relayed)/1000, "relay-wait-ms")
+				}
 			}
 		})
 	}

@@ -78,6 +78,7 @@ type replicaStatus struct {
 		IsCommitter bool
 		Relayed     int64
 		Fallbacks   int64
+		WaitMicros  int64
 	} `json:"routing"`
 }
 

@@ -83,6 +83,9 @@ type router struct {
 	downUntil atomic.Int64           // unix ns: the committer was unreachable
 	relayed   atomic.Int64
 	fallbacks atomic.Int64
+	// waitMicros: time relayed replies waited for this replica to apply
+	// their revision (divided by relayed, the mean).
+	waitMicros atomic.Int64
 }
 
 func newRouter(self string, local http.Handler, svc *control.Service, st store.Store, log *slog.Logger) *router {
@@ -201,11 +204,13 @@ func (rt *router) relay(w http.ResponseWriter, r *http.Request, to string) {
 		return
 	}
 	if rev, _ := strconv.ParseInt(resp.Header.Get(revHeader), 10, 64); rev > 0 {
+		t0 := time.Now()
 		wctx, cancel := context.WithTimeout(r.Context(), relayApplyWait)
 		if err := rt.svc.WaitApplied(wctx, rev); err != nil && r.Context().Err() == nil {
 			rt.log.Warn("answering a relayed request before this replica applied it", "rev", rev, "err", err)
 		}
 		cancel()
+		rt.waitMicros.Add(time.Since(t0).Microseconds())
 	}
 	for k, vs := range resp.Header {
 		if k == revHeader || k == "Content-Length" {

@@ -34,10 +34,11 @@ func (s *Server) replicaStatus(w http.ResponseWriter, r *http.Request) {
 		IsCommitter bool   `json:"isCommitter"` // this replica is it
 		Relayed     int64  `json:"relayed"`     // mutations relayed to it
 		Fallbacks   int64  `json:"fallbacks"`   // relays served here instead
+		WaitMicros  int64  `json:"waitMicros"`  // relayed replies waiting for this replica to apply them
 	}
 	var rt *routing
 	if s.rt != nil {
-		rt = &routing{Relayed: s.rt.relayed.Load(), Fallbacks: s.rt.fallbacks.Load()}
+		rt = &routing{Relayed: s.rt.relayed.Load(), Fallbacks: s.rt.fallbacks.Load(), WaitMicros: s.rt.waitMicros.Load()}
 		rt.Committer, rt.IsCommitter = s.rt.Committer()
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -415,14 +415,12 @@ func (q *req) mutate(target string, m func(tx *model.Txn) (any, error)) {
 		q.fail(errInvalidParameter("ClientToken", "at most 64 printable ASCII characters."))
 		return
 	}
-	o, err := q.a.svc.Do(q.r.Context(), control.Op{
-		Project:     q.project,
-		Scope:       "regions/" + q.region,
-		Type:        q.action,
-		Target:      target,
-		RequestID:   q.p["ClientToken"],
-		RequestHash: q.requestHash(),
-	}, func(tx *model.Txn) (uint64, any, error) {
+	op := control.Op{Project: q.project, Scope: "regions/" + q.region, Type: q.action, Target: target,
+		RequestID: q.p["ClientToken"]}
+	if op.RequestID != "" { // only a reused ClientToken is checked against it
+		op.RequestHash = q.requestHash()
+	}
+	o, err := q.a.svc.Do(q.r.Context(), op, func(tx *model.Txn) (uint64, any, error) {
 		res, err := m(tx)
 		if err != nil {
 			return 0, nil, toError(err)
