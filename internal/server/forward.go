@@ -51,6 +51,10 @@ const (
 	// forwardedHeader marks a relayed request (its value: the relaying
 	// replica's URL). A replica serves such a request itself, always.
 	forwardedHeader = "Aliasnet-Forwarded-By"
+	// installHeader on a relayed request: the relaying replica's etcd
+	// prefix. A replica of another installation (a mistyped
+	// --advertise-url) refuses the request instead of running it there.
+	installHeader = "Aliasnet-Installation"
 	// revHeader on a relayed reply: the store revision the committer had
 	// reached when it answered (at or after the mutation's commit).
 	revHeader = "Aliasnet-Rev"
@@ -68,16 +72,20 @@ const (
 	// relayApplyWait bounds how long a relaying replica waits for its
 	// own state to show a relayed mutation before answering anyway.
 	relayApplyWait = 10 * time.Second
+	// relayTimeout bounds a relayed request: past it (a committer that
+	// hangs without dying) the outcome is unknown, as for a dropped one.
+	relayTimeout = 90 * time.Second
 )
 
 // router relays mutations to the committer and serves the rest.
 type router struct {
-	self  string // this replica's URL, as the others reach it
-	local http.Handler
-	svc   *control.Service
-	st    store.Store
-	log   *slog.Logger
-	hc    *http.Client
+	self    string // this replica's URL, as the others reach it
+	install string // the installation's etcd prefix
+	local   http.Handler
+	svc     *control.Service
+	st      store.Store
+	log     *slog.Logger
+	hc      *http.Client
 
 	committer atomic.Pointer[string] // elected committer's URL; nil: none known
 	downUntil atomic.Int64           // unix ns: the committer was unreachable
@@ -88,7 +96,7 @@ type router struct {
 	waitMicros atomic.Int64
 }
 
-func newRouter(self string, local http.Handler, svc *control.Service, st store.Store, log *slog.Logger) *router {
+func newRouter(self, install string, local http.Handler, svc *control.Service, st store.Store, log *slog.Logger) *router {
 	tr := &http.Transport{
 		// Never through an HTTP proxy from the environment: replicas
 		// talk to each other directly.
@@ -98,7 +106,7 @@ func newRouter(self string, local http.Handler, svc *control.Service, st store.S
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &router{self: self, local: local, svc: svc, st: st, log: log, hc: &http.Client{Transport: tr}}
+	return &router{self: self, install: install, local: local, svc: svc, st: st, log: log, hc: &http.Client{Transport: tr}}
 }
 
 // advertiseURL is the URL other replicas reach this one at: explicit, or
@@ -119,7 +127,11 @@ func advertiseURL(explicit, bound string) (string, error) {
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get(forwardedHeader) != "" {
+	if from := r.Header.Get(forwardedHeader); from != "" {
+		if in := r.Header.Get(installHeader); in != rt.install {
+			writeUnavailable(w, fmt.Sprintf("%s relayed a request for installation %q to %s, which serves %q: check that replica's --advertise-url and --etcd-prefix", from, in, rt.self, rt.install))
+			return
+		}
 		rt.local.ServeHTTP(&revWriter{ResponseWriter: w, st: rt.st}, r)
 		return
 	}
@@ -165,7 +177,9 @@ func (rt *router) relay(w http.ResponseWriter, r *http.Request, to string) {
 		rt.local.ServeHTTP(w, r)
 	}
 	var wrote atomic.Bool
-	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+	ctx, cancel := context.WithTimeout(r.Context(), relayTimeout)
+	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	})
 	out, err := http.NewRequestWithContext(ctx, r.Method, to+r.URL.RequestURI(), bytes.NewReader(body))
@@ -179,6 +193,7 @@ func (rt *router) relay(w http.ResponseWriter, r *http.Request, to string) {
 	}
 	out.Host = r.Host // self links name the host the client called
 	out.Header.Set(forwardedHeader, rt.self)
+	out.Header.Set(installHeader, rt.install)
 	resp, err := rt.hc.Do(out)
 	var reply []byte
 	if err == nil {

@@ -62,7 +62,7 @@ func newRelayWorld(t *testing.T, committer string) *relayWorld {
 		b, _ := io.ReadAll(r.Body)
 		io.WriteString(rw, "local:"+string(b))
 	})
-	w.rt = newRouter("http://127.0.0.1:1", local, controltest.New(t), st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w.rt = newRouter("http://127.0.0.1:1", "/test/", local, controltest.New(t), st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	w.rt.committer.Store(&committer)
 	return w
 }
@@ -147,6 +147,7 @@ func TestRelayCommitterUnreachable(t *testing.T) {
 		func() *http.Request {
 			r := httptest.NewRequest(http.MethodPost, "/", nil)
 			r.Header.Set(forwardedHeader, "http://127.0.0.1:2")
+			r.Header.Set(installHeader, "/test/")
 			return r
 		}(),
 	} {
@@ -158,5 +159,16 @@ func TestRelayCommitterUnreachable(t *testing.T) {
 		if r.Header.Get(forwardedHeader) != "" && rec.Header().Get(revHeader) == "" {
 			t.Errorf("a relayed request's reply carries no %s", revHeader)
 		}
+	}
+}
+
+// A request relayed from another installation (a replica whose
+// --advertise-url names a server of another etcd prefix) is refused.
+func TestRelayOtherInstallation(t *testing.T) {
+	w := newRelayWorld(t, "http://127.0.0.1:1")
+	rec := w.do(http.MethodPost, "/compute/v1/projects/p/global/networks", `{"name":"n"}`,
+		forwardedHeader, "http://10.0.0.9:8080", installHeader, "/other/")
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "--advertise-url") || w.local.Load() != 0 {
+		t.Errorf("relayed from another installation: %d %s, served here %d times", rec.Code, rec.Body, w.local.Load())
 	}
 }

@@ -250,7 +250,7 @@ func (s *Server) routed(ctx context.Context, h http.Handler) (http.Handler, erro
 		s.log.Warn("not relaying writes: the API listens on every address, so other replicas cannot tell which one reaches this replica; set --advertise-url", "listen", s.Addr())
 		return h, nil
 	}
-	s.rt = newRouter(self, h, s.Svc, s.Store, s.log)
+	s.rt = newRouter(self, et.Prefix(), h, s.Svc, s.Store, s.log)
 	ectx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
