@@ -43,6 +43,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/aliasnet/aliasnet/internal/api/apiwire"
 	"github.com/aliasnet/aliasnet/internal/control"
 	"github.com/aliasnet/aliasnet/internal/store"
 )
@@ -260,12 +261,10 @@ func idempotent(r *http.Request, body []byte) bool {
 	return false
 }
 
-// writeUnavailable answers 503 in the error shape of Google's APIs
-// (which the Alibaba SDK also reports as a server error).
+// writeUnavailable answers 503 in the error envelope of Google's APIs
+// (which the Alibaba SDK reports as a server error too).
 func writeUnavailable(w http.ResponseWriter, msg string) {
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	fmt.Fprintf(w, `{"error":{"code":503,"message":%s,"status":"UNAVAILABLE","errors":[{"reason":"backendError","message":%[1]s}]}}`, strconv.Quote(msg))
+	apiwire.WriteError(w, http.StatusServiceUnavailable, "backendError", msg)
 }
 
 // revWriter stamps a reply with the store revision reached when its
